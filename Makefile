@@ -1,0 +1,34 @@
+# The two commands of the README: `make reproduce` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SCALE ?= cpu
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PIP_FLAGS ?= --disable-pip-version-check -q
+
+.PHONY: setup reproduce test lint clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is installed first and pinned so that pip never pulls a CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) "torch==2.13.0"
+	$(BIN)/pip install $(PIP_FLAGS) -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name workbench --display-name "workbench (.venv)" >/dev/null
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/python -m workbench.reproduce --scale $(SCALE)
+
+test: $(STAMP)
+	$(BIN)/ruff check workbench tests benchmarks notebooks
+	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check workbench tests benchmarks notebooks
+
+clean-venv:
+	rm -rf $(VENV)
