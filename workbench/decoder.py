@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from workbench import masks
 from workbench.config import GemmaConfig
 from workbench.layers import Stack
+from workbench.tree import param_count_of
 
 Params = dict[str, Any]
 
@@ -57,5 +58,4 @@ def forward(params: Params, config: GemmaConfig, tokens_BxL: jnp.ndarray, mask_B
 
 def param_count(config: GemmaConfig) -> int:
     """Exact parameter count from `jax.eval_shape` (no memory)."""
-    shapes = jax.eval_shape(lambda: init(config, jax.random.key(0)))
-    return sum(int(jnp.prod(jnp.array(x.shape))) for x in jax.tree_util.tree_leaves(shapes))
+    return param_count_of(init, config)

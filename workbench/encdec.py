@@ -17,6 +17,7 @@ from workbench import masks
 from workbench.config import EncDecConfig
 from workbench.decoder import _check_tokens
 from workbench.layers import Stack
+from workbench.tree import param_count_of
 
 Params = dict[str, Any]
 
@@ -88,5 +89,4 @@ def encode(params: Params, config: EncDecConfig, tokens_BxS: jnp.ndarray, mask_B
 
 def param_count(config: EncDecConfig) -> int:
     """Exact parameter count from `jax.eval_shape` (no memory)."""
-    shapes = jax.eval_shape(lambda: init(config, jax.random.key(0)))
-    return sum(int(jnp.prod(jnp.array(x.shape))) for x in jax.tree_util.tree_leaves(shapes))
+    return param_count_of(init, config)

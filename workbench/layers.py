@@ -54,7 +54,7 @@ class RMSNorm(nn.Module):
 
 def _dense(features: int, cfg: GemmaConfig, name: str, fan_in_scale: float = 1.0) -> nn.Dense:
     return nn.Dense(features, use_bias=False, dtype=cfg.activation_dtype, param_dtype=cfg.weight_dtype,
-                    kernel_init=nn.initializers.variance_scaling(fan_in_scale, "fan_in", "truncated_normal"),
+                    kernel_init=nn.initializers.variance_scaling(fan_in_scale, "fan_in", "normal"),
                     name=name)
 
 

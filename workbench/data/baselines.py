@@ -1,0 +1,193 @@
+"""TF-IDF floors for every task, so later model numbers have something to beat.
+
+classification: TF-IDF (word 1-2 grams) + logistic regression, C tuned on validation; WiC adds the cosine
+between the two sentences and the target word; regression: ridge (Pearson/Spearman); ranking: TF-IDF cosine
+between query and candidates (MRR@10 over the candidate list, and over the full definition corpus);
+seq2seq (definition): copy the gloss of the nearest training input (TF-IDF), scored by ROUGE-L / token F1.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from workbench.data.tasks import TASKS, load_task
+
+
+def _tfidf(**kw):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=50_000, **kw)
+
+
+def _best_logreg(xtr, ytr, xva, yva):
+    from sklearn.linear_model import LogisticRegression
+
+    best = None
+    for c in (1.0, 10.0):
+        m = LogisticRegression(C=c, max_iter=500).fit(xtr, ytr)
+        acc = float((m.predict(xva) == yva).mean())
+        if best is None or acc > best[0]:
+            best = (acc, c, m)
+    return best
+
+
+def rouge_l(pred: str, ref: str) -> float:
+    a, b = pred.lower().split(), ref.lower().split()
+    if not a or not b:
+        return 0.0
+    dp = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0
+        for j, y in enumerate(b, 1):
+            cur = dp[j]
+            dp[j] = prev + 1 if x == y else max(dp[j], dp[j - 1])
+            prev = cur
+    lcs = dp[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(a), lcs / len(b)
+    return 2 * p * r / (p + r)
+
+
+def token_f1(pred: str, ref: str) -> float:
+    from collections import Counter
+
+    a, b = Counter(pred.lower().split()), Counter(ref.lower().split())
+    common = sum((a & b).values())
+    if common == 0:
+        return 0.0
+    p, r = common / sum(a.values()), common / sum(b.values())
+    return 2 * p * r / (p + r)
+
+
+def mrr_at_k(scores: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """scores [N, C], labels [N] -> mean reciprocal rank of the positive, 0 beyond rank k.
+
+    Ties are broken at random (fixed seed), so an all-zero score row ranks the positive uniformly.
+    """
+    scores = _jitter(scores)
+    pos = scores[np.arange(len(labels)), labels][:, None]
+    rank = 1 + (scores > pos).sum(1)
+    return float(np.where(rank <= k, 1.0 / rank, 0.0).mean())
+
+
+def _jitter(scores: np.ndarray, seed: int = 0) -> np.ndarray:
+    return np.asarray(scores, np.float64) + np.random.default_rng(seed).uniform(0, 1e-9, np.shape(scores))
+
+
+def tfidf_baseline(task_name: str, cache=None, split: str = "test") -> dict:
+    """Fit on train (tune on validation), report on ``split``. Returns metric -> value (+ settings)."""
+    from scipy import sparse
+
+    t0 = time.time()
+    kind = TASKS[task_name]["kind"]
+    ds = load_task(task_name, cache)
+    tr, va, te = ds["train"], ds["validation"], ds[split]
+    out: dict = {"task": task_name, "split": split, "model": ""}
+    if task_name == "wic":
+        vec = _tfidf().fit(list(tr["text_a"]) + list(tr["text_b"]))
+
+        def feats(d):
+            a, b = vec.transform(d["text_a"]), vec.transform(d["text_b"])
+            cos = np.asarray(a.multiply(b).sum(1))
+            return sparse.hstack([a + b, abs(a - b), sparse.csr_matrix(cos)]).tocsr()
+
+        acc, c, m = _best_logreg(feats(tr), np.asarray(tr["label"]), feats(va), np.asarray(va["label"]))
+        out.update(
+            model=f"tfidf(a+b,|a-b|,cos)+logreg C={c}",
+            accuracy=float((m.predict(feats(te)) == np.asarray(te["label"])).mean()),
+        )
+    elif kind == "classification":
+        from sklearn.metrics import f1_score
+
+        vec = _tfidf().fit(tr["text"])
+        acc, c, m = _best_logreg(
+            vec.transform(tr["text"]),
+            np.asarray(tr["label"]),
+            vec.transform(va["text"]),
+            np.asarray(va["label"]),
+        )
+        pred = m.predict(vec.transform(te["text"]))
+        y = np.asarray(te["label"])
+        out.update(
+            model=f"tfidf+logreg C={c}",
+            accuracy=float((pred == y).mean()),
+            macro_f1=float(f1_score(y, pred, average="macro")),
+            majority=float(np.bincount(y).max() / len(y)),
+        )
+    elif kind == "regression":
+        from scipy.stats import pearsonr, spearmanr
+        from sklearn.linear_model import Ridge
+
+        vec = _tfidf().fit(tr["text"])
+        best = None
+        for a in (0.3, 1.0, 3.0, 10.0):
+            m = Ridge(alpha=a).fit(vec.transform(tr["text"]), tr["label"])
+            r = pearsonr(m.predict(vec.transform(va["text"])), va["label"])[0]
+            if best is None or r > best[0]:
+                best = (r, a, m)
+        pred, y = best[2].predict(vec.transform(te["text"])), np.asarray(te["label"])
+        out.update(
+            model=f"tfidf+ridge alpha={best[1]}",
+            pearson=float(pearsonr(pred, y)[0]),
+            spearman=float(spearmanr(pred, y)[0]),
+            mse=float(((pred - y) ** 2).mean()),
+        )
+    elif kind == "ranking":
+        from workbench.data.tasks import load_retrieval_corpus
+
+        corpus = load_retrieval_corpus(cache)
+        vec = _tfidf(stop_words="english").fit(corpus["text"])
+        q = vec.transform(te["sentence"])
+        cands = list(te["candidates"])
+        c = len(cands[0])
+        cm = vec.transform([x for cs in cands for x in cs])
+        scores = np.asarray(cm.multiply(q[np.repeat(np.arange(len(cands)), c)]).sum(1)).reshape(-1, c)
+        labels = np.asarray(te["label"])
+        # full ranking over all definitions (the query word itself is not in any definition's text)
+        docs = vec.transform(corpus["text"])
+        ids = {d: i for i, d in enumerate(corpus["doc_id"])}
+        pos_idx = np.asarray([ids[p] for p in te["positive_id"]])
+        full_rr = []
+        for i in range(0, q.shape[0], 256):
+            sims = _jitter((q[i : i + 256] @ docs.T).toarray(), seed=i)
+            pos = sims[np.arange(len(sims)), pos_idx[i : i + 256]][:, None]
+            rank = 1 + (sims > pos).sum(1)
+            full_rr.append(np.where(rank <= 10, 1.0 / rank, 0.0))
+        full_mrr = float(np.concatenate(full_rr).mean())
+        out.update(
+            model="tfidf cosine (query sentence vs definition)",
+            **{
+                "mrr@10": mrr_at_k(scores, labels),
+                "recall@1": float((_jitter(scores).argmax(1) == labels).mean()),
+                "random_mrr@10": float(np.mean([1 / r for r in range(1, c + 1)])),
+                "full_corpus_mrr@10": full_mrr,
+            },
+        )
+    elif task_name == "definition":
+        vec = _tfidf().fit(tr["inputs"])
+        sims = vec.transform(te["inputs"]) @ vec.transform(tr["inputs"]).T
+        nn = np.asarray(sims.argmax(1)).ravel()
+        preds = [tr["targets"][int(i)] for i in nn]
+        refs = te["targets"]
+        out.update(
+            model="nearest train input (tfidf) -> its gloss",
+            rougeL=float(np.mean([rouge_l(p, r) for p, r in zip(preds, refs, strict=True)])),
+            token_f1=float(np.mean([token_f1(p, r) for p, r in zip(preds, refs, strict=True)])),
+            exact_match=float(np.mean([p == r for p, r in zip(preds, refs, strict=True)])),
+        )
+    elif task_name == "mixture":
+        vec = _tfidf().fit(tr["inputs"])
+        sims = vec.transform(te["inputs"]) @ vec.transform(tr["inputs"]).T
+        nn = np.asarray(sims.argmax(1)).ravel()
+        preds = [tr["targets"][int(i)] for i in nn]
+        refs = te["targets"]
+        out.update(
+            model="nearest train input (tfidf) -> its target",
+            exact_match=float(np.mean([p == r for p, r in zip(preds, refs, strict=True)])),
+            rougeL=float(np.mean([rouge_l(p, r) for p, r in zip(preds, refs, strict=True)])),
+        )
+    out["seconds"] = round(time.time() - t0, 1)
+    return out
