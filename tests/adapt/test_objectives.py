@@ -1,0 +1,110 @@
+"""Loss factories: label shift, no target leakage, distillation, task losses."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from workbench import adapt, decoder, encdec, encoder, objectives
+from workbench import config as C
+
+DEC = C.decoder_preset("tiny")
+ED = C.EncDecConfig(DEC, DEC)
+
+
+def _manual_ce(logits, targets):
+    logp = jax.nn.log_softmax(logits, -1)
+    return -float(jnp.mean(jnp.take_along_axis(logp, targets[..., None], -1)))
+
+
+def test_encdec_loss_uses_shifted_targets_with_bos():
+    params = encdec.init(ED, jax.random.key(0))
+    inputs, targets = jnp.arange(3, 11)[None], jnp.array([[20, 21, 22, 1]])
+    loss, m = objectives.encdec_seq2seq_loss(ED)(params, {"inputs": inputs, "targets": targets})
+    logits = encdec.forward(params, ED, inputs, jnp.array([[2, 20, 21, 22]]))
+    assert abs(float(loss) - _manual_ce(logits, targets)) < 1e-5
+    assert float(m["tokens"]) == 4
+
+
+def test_causal_lm_loss_predicts_next_token():
+    params = decoder.init(DEC, jax.random.key(0))
+    tokens = jnp.array([[5, 6, 7, 8, 0, 0]])
+    loss, m = objectives.causal_lm_loss(DEC)(params, {"tokens": tokens})
+    logits = decoder.forward(params, DEC, tokens[:, :4])
+    assert abs(float(loss) - _manual_ce(logits[:, :3], tokens[:, 1:4])) < 1e-5
+    assert float(m["tokens"]) == 3
+
+
+def test_no_target_token_visible_to_encoder_or_prefix():
+    """Changing target j must not change any prediction of targets <= j (nor the encoder)."""
+    params = decoder.init(DEC, jax.random.key(0))
+    ed = adapt.decoder_to_encdec(params, ED)
+    inputs = jnp.array([[0, 0, 5, 6, 7, 8]])
+    t1, t2 = jnp.array([[9, 10, 11, 12]]), jnp.array([[9, 10, 40, 41]])
+    for fn in (lambda t: objectives.concat_prefix(inputs, t),):
+        tok1, pre1 = fn(t1)
+        tok2, pre2 = fn(t2)
+        np.testing.assert_array_equal(pre1, pre2)
+        l1 = decoder.forward(params, DEC, tok1, tok1 != 0, attention="prefix", prefix_BxL=pre1)
+        l2 = decoder.forward(params, DEC, tok2, tok2 != 0, attention="prefix", prefix_BxL=pre2)
+        np.testing.assert_allclose(l1[:, 2:8], l2[:, 2:8], atol=1e-6)  # real positions predicting targets 0..2
+    e1 = encdec.encode(ed, ED, inputs, inputs != 0)
+    d1 = encdec.forward(ed, ED, inputs, jnp.array([[2, 9, 10, 11]]), inputs != 0)
+    d2 = encdec.forward(ed, ED, inputs, jnp.array([[2, 9, 10, 40]]), inputs != 0)
+    np.testing.assert_allclose(d1[:, :3], d2[:, :3], atol=1e-6)
+    assert e1.shape == (1, 6, DEC.embed_dim)
+
+
+def test_distillation_from_itself_is_zero():
+    params = decoder.init(DEC, jax.random.key(0))
+    batch = {"inputs": jnp.arange(3, 11)[None], "targets": jnp.arange(30, 36)[None]}
+    batch = objectives.add_teacher_topk(batch, params, DEC, k=DEC.vocab_size)
+    loss_fn = objectives.decoder_seq2seq_loss(DEC, attention="causal", kd_weight=1.0, temperature=2.0)
+    loss, m = loss_fn(params, batch)
+    assert abs(float(m["kd"])) < 1e-5 and abs(float(loss)) < 1e-5
+    other = decoder.init(DEC, jax.random.key(1))
+    loss_o, m_o = loss_fn(other, batch)
+    assert float(m_o["kd"]) > 0.01
+    mix = objectives.decoder_seq2seq_loss(DEC, attention="causal", kd_weight=0.25)(other, batch)[1]
+    assert abs(float(mix["loss"]) - (0.75 * float(mix["ce"]) + 0.25 * float(mix["kd"]))) < 1e-5
+    with pytest.raises(KeyError, match="teacher"):
+        loss_fn(params, {k: batch[k] for k in ("inputs", "targets")})
+
+
+def test_student_encdec_distillation_runs_with_topk():
+    params = decoder.init(DEC, jax.random.key(0))
+    ed = adapt.decoder_to_encdec(params, ED)
+    batch = objectives.add_teacher_topk({"inputs": jnp.arange(3, 11)[None], "targets": jnp.arange(30, 36)[None]},
+                                        params, DEC, k=16)
+    assert batch["teacher_ids"].shape == (1, 6, 16)
+    loss, m = objectives.encdec_seq2seq_loss(ED, kd_weight=0.5)(ed, batch)
+    assert np.isfinite(float(loss)) and float(m["kd"]) >= 0
+
+
+@pytest.mark.parametrize("task,n", [("classification", 3), ("regression", 1), ("ranking", 1)])
+def test_task_losses_at_zero_head(task, n):
+    cfg = C.EncoderOnlyConfig(DEC, task=task, num_labels=3 if task == "classification" else 2)
+    params = encoder.init(cfg, jax.random.key(0))  # zero-initialised head: uniform predictions
+    if task == "ranking":
+        batch = {"tokens": jnp.arange(3, 3 + 2 * 4 * 5).reshape(2, 4, 5), "labels": jnp.array([0, 3])}
+        loss, _ = objectives.ranking_loss(cfg)(params, batch)
+        assert abs(float(loss) - math.log(4)) < 1e-5
+        pw, _ = objectives.ranking_loss(cfg, listwise=False)(params, batch)
+        assert abs(float(pw) - math.log(2)) < 1e-5
+    elif task == "classification":
+        batch = {"tokens": jnp.arange(3, 13).reshape(2, 5), "labels": jnp.array([0, 2])}
+        loss, _ = objectives.classification_loss(cfg)(params, batch)
+        assert abs(float(loss) - math.log(3)) < 1e-5
+    else:
+        batch = {"tokens": jnp.arange(3, 13).reshape(2, 5), "labels": jnp.array([1.0, -2.0])}
+        loss, _ = objectives.regression_loss(cfg)(params, batch)
+        assert abs(float(loss) - 2.5) < 1e-5
+
+
+def test_mrr_at_k():
+    scores = jnp.array([[0.9, 0.1, 0.5], [0.1, 0.2, 0.3], [1.0, 1.0, 0.0]])
+    labels = jnp.array([0, 0, 1])  # ranks 1, 3, 2 (tie counts against)
+    assert abs(float(objectives.mrr_at_k(scores, labels, k=10)) - (1 + 1 / 3 + 1 / 2) / 3) < 1e-6
+    assert abs(float(objectives.mrr_at_k(scores, labels, k=2)) - (1 + 0 + 1 / 2) / 3) < 1e-6
