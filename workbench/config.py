@@ -159,6 +159,14 @@ DECODER_PRESETS: dict[str, GemmaConfig] = {
     "2B": _stack(26, 2304, 9216, 8, 256, 4),
     "9B": _stack(42, 3584, 14336, 16, 256, 8),
     "27B": _stack(46, 4608, 36864, 32, 128, 16, qscale=4608 // 32),
+    # CPU-scale stand-ins, pretrained by the workbench itself on the offline corpus (8k vocabulary):
+    # "mini" plays Gemma 2 2B (small), "mini-large" plays 9B (large), "micro" is the smallest suite member.
+    "micro": GemmaConfig(vocab_size=8192, num_layers=2, embed_dim=64, hidden_dim=256, num_heads=2, head_dim=32,
+                         num_kv_heads=1, query_pre_attn_scalar=32, sliding_window=32),
+    "mini": GemmaConfig(vocab_size=8192, num_layers=4, embed_dim=128, hidden_dim=512, num_heads=4, head_dim=32,
+                        num_kv_heads=2, query_pre_attn_scalar=32, sliding_window=32),
+    "mini-large": GemmaConfig(vocab_size=8192, num_layers=6, embed_dim=192, hidden_dim=768, num_heads=6,
+                              head_dim=32, num_kv_heads=2, query_pre_attn_scalar=32, sliding_window=32),
     # Tiny presets for tests and smoke runs (real architecture, small sizes).
     "tiny": GemmaConfig(vocab_size=512, num_layers=4, embed_dim=64, hidden_dim=128, num_heads=4, head_dim=16,
                         num_kv_heads=2, query_pre_attn_scalar=16, sliding_window=8),
@@ -189,3 +197,30 @@ def _split_pair(name: str) -> tuple[str, str]:
 
 
 ENCDEC_PRESETS: tuple[str, ...] = ("S-S", "B-B", "L-L", "ML-ML", "XL-XL", "2B-2B", "9B-2B", "9B-9B")
+
+
+# ----------------------------------------------------------------------------------------- serialisation
+def config_to_dict(config: GemmaConfig | EncDecConfig | EncoderOnlyConfig) -> dict:
+    """JSON-ready dict with a 'kind' tag; inverse of `config_from_dict`."""
+    kind = {GemmaConfig: "decoder", EncDecConfig: "encdec", EncoderOnlyConfig: "encoder_only"}[type(config)]
+    return {"kind": kind, **dataclasses.asdict(config)}
+
+
+def config_from_dict(d: dict) -> GemmaConfig | EncDecConfig | EncoderOnlyConfig:
+    """Rebuild a config written by `config_to_dict` (unknown fields are an error)."""
+    d = dict(d)
+    kind = d.pop("kind", "decoder")
+
+    def stack(s: dict) -> GemmaConfig:
+        s = dict(s)
+        if "attention_pattern" in s:
+            s["attention_pattern"] = tuple(s["attention_pattern"])
+        return GemmaConfig(**s)
+
+    if kind == "decoder":
+        return stack(d)
+    if kind == "encdec":
+        return EncDecConfig(encoder=stack(d.pop("encoder")), decoder=stack(d.pop("decoder")), **d)
+    if kind == "encoder_only":
+        return EncoderOnlyConfig(encoder=stack(d.pop("encoder")), **d)
+    raise ValueError(f"unknown config kind {kind!r}")
