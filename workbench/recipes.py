@@ -1,4 +1,5 @@
-"""Deterministic batch functions `get_batch(step) -> dict` for the trainer, one per objective.
+"""Deterministic batch functions `get_batch(step) -> dict` for the trainer (one per objective), and a
+fine-tuning recipe for encoder-only task heads.
 
 Each batch depends only on (seed, step), so a resumed run sees exactly the batches it would have seen.
 """
@@ -10,9 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from workbench.config import GemmaConfig
+from workbench import encoder
+from workbench.config import EncoderOnlyConfig, GemmaConfig
 from workbench.data.pipeline import UL2_MIXTURE, Denoiser, pad_to, prefix_lm_split, sample_denoiser, ul2_example
-from workbench.objectives import add_teacher_topk
+from workbench.evaluate import classification_metrics, predict, ranking_metrics, regression_metrics
+from workbench.objectives import add_teacher_topk, classification_loss, ranking_loss, regression_loss
+from workbench.train import TrainConfig, train
 
 GetBatch = Callable[[int], dict]
 
@@ -79,3 +83,25 @@ def with_teacher(get_batch: GetBatch, teacher_params: Any, teacher_config: Gemma
         return {key: np.asarray(v) for key, v in
                 add_teacher_topk(get_batch(step), teacher_params, teacher_config, k).items()}
     return teacher_batch
+
+
+def finetune_encoder(params: Any, config: EncoderOnlyConfig, train_arrays: dict, eval_arrays: dict,
+                     train_config: TrainConfig, batch_size: int, out_dir: str, *, progress: bool = False
+                     ) -> tuple[dict[str, float], Any]:
+    """Fine-tune an encoder-only model on {'tokens','labels'} ({'tokens' [N,C,L], 'labels'} for ranking) and
+    return (metrics on `eval_arrays`, trained params). Metrics follow GLUE / MS MARCO conventions."""
+    loss = {"classification": classification_loss, "regression": regression_loss,
+            "ranking": ranking_loss}[config.task](config)
+    run = train(loss, params, row_batches(train_arrays, batch_size, train_config.seed), train_config,
+                out_dir=out_dir, progress=progress)
+    tokens = eval_arrays["tokens"]
+    if config.task == "ranking":
+        N, C, L = tokens.shape
+        scores = predict(lambda p, b: encoder.forward(p, config, b["tokens"], b["tokens"] != 0), run.params,
+                         {"tokens": tokens.reshape(N * C, L)}, batch_size * 4).reshape(N, C)
+        return ranking_metrics(scores, eval_arrays["labels"]), run.params
+    out = predict(lambda p, b: encoder.forward(p, config, b["tokens"], b["tokens"] != 0), run.params,
+                  {"tokens": tokens}, batch_size * 4)
+    metrics = (classification_metrics(out, eval_arrays["labels"]) if config.task == "classification"
+               else regression_metrics(out, eval_arrays["labels"]))
+    return metrics, run.params

@@ -1,0 +1,107 @@
+"""Trainer behaviour on a tiny causal LM: learning, grad accumulation, freezing, NaN stop, CLI."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _lm import LOSS, flat
+
+from workbench.train import TrainConfig, make_optimizer, train
+from workbench.train.checkpoint import manager, restore_params
+from workbench.train.lm import array_batches
+from workbench.train.loop import make_step
+
+
+def test_loss_decreases(tmp_path, params0, tokens):
+    cfg = TrainConfig(steps=30, learning_rate=1e-2, warmup_steps=3, checkpoint_every=100, weight_decay=0.01)
+    res = train(LOSS, params0, array_batches(tokens, 8), cfg, out_dir=str(tmp_path), progress=False,
+                flops_per_token=1e3, peak_flops=1e12)
+    losses = [h["loss"] for h in res.history]
+    assert [h["step"] for h in res.history] == list(range(30))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.5, losses
+    assert {"lr", "grad_norm", "tokens_per_s", "mfu", "ppl"} <= set(res.history[0])
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 31
+    assert res.step == 30 and manager(res.checkpoint_dir).latest_step() == 30
+
+
+def _one_step(cfg, params, batch_AxBxL):
+    tx = make_optimizer(cfg, params)
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.int32(0)}
+    return jax.jit(make_step(LOSS, cfg, params, tx))(state, batch_AxBxL)
+
+
+def test_grad_accumulation_equals_double_batch(params0, tokens):
+    cfg = TrainConfig(steps=10, learning_rate=1e-2, warmup_steps=0, weight_decay=0.1)
+    full, m1 = _one_step(cfg, params0, {"tokens": tokens[None, :8]})
+    acc, m2 = _one_step(cfg.replace(grad_accum=2), params0, {"tokens": tokens[:8].reshape(2, 4, -1)})
+    assert abs(float(m1["loss"]) - float(m2["loss"])) <= 1e-6
+    assert abs(float(m1["grad_norm"]) - float(m2["grad_norm"])) <= 1e-6 * float(m1["grad_norm"])
+    for k, v in flat(full["params"]).items():
+        np.testing.assert_allclose(flat(acc["params"])[k], v, atol=1e-6, rtol=0, err_msg=k)
+
+
+def test_freeze_warmup_only_trains_trainable(params0, tokens):
+    K = 3
+    cfg = TrainConfig(steps=10, learning_rate=1e-2, warmup_steps=1, weight_decay=0.1, freeze_steps=K,
+                      trainable=lambda p: "/cross_attn/" in p or "/mlp/" in p)
+    tx = make_optimizer(cfg, params0)
+    step = jax.jit(make_step(LOSS, cfg, params0, tx))
+    state = {"params": params0, "opt_state": tx.init(params0), "step": jnp.int32(0)}
+    frozen0 = jax.tree.map(np.asarray, state["opt_state"].inner_states["frozen"])
+    get_batch = array_batches(tokens, 8)
+    for i in range(K):
+        state, _ = step(state, {"tokens": get_batch(i)["tokens"][None]})
+    init, now = flat(params0), flat(state["params"])
+    for k in init:
+        if "/mlp/" in k:
+            assert not np.array_equal(now[k], init[k]), k
+        else:
+            assert np.array_equal(now[k], init[k]), k  # bit-identical: no update, no weight decay
+    for a, b in zip(jax.tree.leaves(state["opt_state"].inner_states["frozen"]), jax.tree.leaves(frozen0),
+                    strict=True):
+        assert np.array_equal(np.asarray(a), b)  # moments and count untouched
+    state, _ = step(state, {"tokens": get_batch(K)["tokens"][None]})
+    after = flat(state["params"])
+    assert all(not np.array_equal(after[k], init[k]) for k in init if "/mlp/" not in k)
+
+
+def test_nan_stops_with_clear_error_and_keeps_good_checkpoints(tmp_path, params0, tokens):
+    n = 5
+    base = array_batches(tokens, 8)
+
+    def get_batch(step):
+        return {**base(step), "poison": np.full((8,), step >= n)}
+
+    def loss_fn(params, batch, rng):
+        loss, mets = LOSS(params, batch, rng)
+        return loss + jnp.where(jnp.any(batch["poison"]), jnp.nan, 0.0), mets
+
+    cfg = TrainConfig(steps=10, learning_rate=1e-2, warmup_steps=1, checkpoint_every=2)
+    with pytest.raises(FloatingPointError, match=rf"non-finite loss .* at step {n}; last good checkpoint: step 4"):
+        train(loss_fn, params0, get_batch, cfg, out_dir=str(tmp_path), progress=False)
+    ckdir = str(tmp_path / "checkpoints")
+    steps = manager(ckdir).all_steps()
+    assert steps and max(steps) <= n
+    for s in steps:
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(restore_params(ckdir, s)))
+
+
+def test_cli_help():
+    out = subprocess.run([sys.executable, "-m", "workbench.train", "--help"], capture_output=True, text=True,
+                         check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert "--out-dir" in out.stdout and "jax.distributed.initialize" in out.stdout
+
+
+def test_bf16_compute_adafactor_keeps_fp32_master(params0, tokens):
+    cfg = TrainConfig(steps=10, learning_rate=1e-2, warmup_steps=0)
+    batch = {"tokens": tokens[None, :8]}
+    ref, m32 = _one_step(cfg, params0, batch)
+    new, m16 = _one_step(cfg.replace(compute_dtype="bfloat16", optimizer="adafactor"), params0, batch)
+    assert abs(float(m16["loss"]) - float(m32["loss"])) < 0.05
+    assert all(x.dtype == jnp.float32 and bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(new["params"]))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new["params"]),
+                                                       jax.tree.leaves(params0), strict=True))

@@ -1,0 +1,3 @@
+from workbench.train.cli import main
+
+raise SystemExit(main())

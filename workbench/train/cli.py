@@ -1,0 +1,110 @@
+"""`workbench train ...` / `python -m workbench.train ...`: decoder-only causal-LM pretraining.
+
+Data: `--data tokens.npy` (int [N, L]) or, without it, the offline corpus of `workbench.data`
+(`workbench data prepare` first): corpus train split -> tokenizer -> packed rows of `--seq-len`.
+Re-running the same command with the same `--out-dir` resumes from the latest checkpoint.
+
+Multi-host (TPU pods / multi-node GPU): start the same command on every host with `--distributed`; it calls
+`jax.distributed.initialize()` (coordinator, process count and id from the environment: SLURM, TPU metadata,
+or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID) before anything touches devices. Every
+process then builds the same mesh over all global devices; `get_batch` yields this process's rows
+(`--batch` is global; each process takes its 1/process_count slice), checkpoints are written collectively
+by orbax and metrics by process 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--out-dir", required=True, help="run directory (checkpoints, metrics); resumed if present")
+    p.add_argument("--data", default=None, help=".npy int token array [N, L]; default: workbench.data corpus")
+    p.add_argument("--seq-len", type=int, default=256, help="row length when packing the corpus")
+    p.add_argument("--preset", default="tiny", help="decoder preset (workbench.config.DECODER_PRESETS)")
+    p.add_argument("--vocab-size", type=int, default=None, help="override the preset's vocabulary size")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=8, help="global batch size (rows)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant", "linear"])
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adafactor"])
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--clip-norm", type=float, default=1.0)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--compute-dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--ema-decay", type=float, default=None)
+    p.add_argument("--keep-last-k", type=int, default=1)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--log-every", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mesh", default=None, help="data,fsdp,tensor (default: all devices on data)")
+    p.add_argument("--peak-flops", type=float, default=None, help="summed device peak FLOP/s, for MFU")
+    p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+    return p
+
+
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    """Register `train` on the `workbench` command."""
+    return add_arguments(subparsers.add_parser("train", help="causal-LM pretraining (resumable)",
+                                               description=__doc__,
+                                               formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def _tokens(args) -> np.ndarray:
+    if args.data:
+        return np.load(args.data).astype(np.int32)
+    from workbench.data import lm_arrays, load_corpus, load_tokenizer
+
+    return lm_arrays(load_corpus()["train"]["text"], load_tokenizer(), args.seq_len)
+
+
+def run(args) -> int:
+    import jax
+
+    if args.distributed:
+        jax.distributed.initialize()
+    from workbench import decoder
+    from workbench.config import decoder_preset
+    from workbench.flops import train_flops_per_token
+    from workbench.train import TrainConfig, train
+    from workbench.train.lm import array_batches, causal_lm_loss
+
+    tokens_NxL = _tokens(args)
+    vocab = args.vocab_size or max(int(tokens_NxL.max()) + 1, 8)
+    model_cfg = decoder_preset(args.preset, vocab_size=vocab)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch, learning_rate=args.lr, warmup_steps=args.warmup,
+                      schedule=args.schedule, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                      clip_norm=args.clip_norm, grad_accum=args.grad_accum, compute_dtype=args.compute_dtype,
+                      ema_decay=args.ema_decay, keep_last_k=args.keep_last_k,
+                      checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed,
+                      mesh_shape=tuple(int(x) for x in args.mesh.split(",")) if args.mesh else None,
+                      out_dir=args.out_dir)
+    n_proc, pid = jax.process_count(), jax.process_index()
+    global_batch = array_batches(tokens_NxL, args.batch, seed=args.seed)
+    per = args.batch // n_proc
+
+    def get_batch(step: int) -> dict:
+        b = global_batch(step)
+        return {k: v[pid * per:(pid + 1) * per] for k, v in b.items()}
+
+    params = jax.jit(decoder.init, static_argnums=0)(model_cfg, jax.random.key(args.seed))
+    flops = train_flops_per_token(model_cfg, tokens_NxL.shape[1] - 1)  # the one FLOP count (workbench.flops)
+    res = train(causal_lm_loss(model_cfg), params, get_batch, cfg, out_dir=args.out_dir, flops_per_token=flops,
+                peak_flops=args.peak_flops, progress=not args.no_progress)
+    if pid == 0:
+        last = res.history[-1] if res.history else {}
+        print(json.dumps({"step": res.step, "loss": last.get("loss"), "out_dir": args.out_dir}))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = add_arguments(argparse.ArgumentParser(prog="python -m workbench.train", description=__doc__,
+                                              formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = p.parse_args(argv)
+    return args.func(args) or 0
