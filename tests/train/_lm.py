@@ -22,8 +22,9 @@ for _k, _v in (("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CAC
 
 from workbench import decoder  # noqa: E402
 from workbench.config import GemmaConfig  # noqa: E402
+from workbench.objectives import causal_lm_loss  # noqa: E402
+from workbench.recipes import row_batches as array_batches  # noqa: E402
 from workbench.train import TrainConfig, train  # noqa: E402
-from workbench.train.lm import array_batches, causal_lm_loss  # noqa: E402
 
 # Every dim divides by 8: vocab 64, embed 32, q 4x8=32, kv 2x8=16, mlp 64.
 MODEL = GemmaConfig(vocab_size=64, num_layers=1, embed_dim=32, hidden_dim=64, num_heads=4, head_dim=8,

@@ -72,8 +72,9 @@ def run(args) -> int:
     from workbench import decoder
     from workbench.config import decoder_preset
     from workbench.flops import train_flops_per_token
+    from workbench.objectives import causal_lm_loss
+    from workbench.recipes import row_batches as array_batches
     from workbench.train import TrainConfig, train
-    from workbench.train.lm import array_batches, causal_lm_loss
 
     tokens_NxL = _tokens(args)
     vocab = args.vocab_size or max(int(tokens_NxL.max()) + 1, 8)

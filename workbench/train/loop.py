@@ -87,7 +87,7 @@ def make_step(loss_fn: LossFn, cfg: TrainConfig, params: Any, tx) -> Callable:
         new = {"params": new_p, "opt_state": opt_state, "step": i + 1}
         if "ema" in state:
             new["ema"] = optim.ema_update(state["ema"], new_p, cfg.ema_decay)
-        return new, {"loss": loss, "lr": lr, "grad_norm": gnorm, **mets}
+        return new, {**mets, "loss": loss, "lr": lr, "grad_norm": gnorm}
 
     return step
 

@@ -1,0 +1,133 @@
+"""`python -m workbench.reproduce`: the tour at smoke scale, failure semantics, unknown parameters, skipping."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from workbench import reproduce
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNEL = {"name": "workbench", "display_name": "workbench (.venv)", "language": "python"}
+
+
+def _finite(x):
+    if isinstance(x, dict):
+        return all(_finite(v) for v in x.values())
+    if isinstance(x, list):
+        return all(_finite(v) for v in x)
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+@pytest.mark.slow
+def test_tour_smoke_through_papermill(tmp_path):
+    env = {**os.environ, "WORKBENCH_RESULTS": str(tmp_path), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-m", "workbench.reproduce", "--scale", "smoke"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "tour"
+    rec = json.loads((out / "metrics.json").read_text())
+    assert rec["metrics"] and _finite(rec["metrics"]), rec["metrics"]
+    assert rec["metrics"]["presets_matching_paper"] == rec["metrics"]["presets_checked"] > 0
+    assert rec["provenance"]["scale"] == "smoke" and rec["provenance"]["seed"] == [0]
+    for name in ("preset_params.csv", "preset_params.md", "preset_params.png", "preset_params.svg",
+                 "00_tour.ipynb", "run.json"):
+        assert (out / name).stat().st_size > 0, name
+    executed = nbformat.read(out / "00_tour.ipynb", as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging / failed dirs left
+    # a second run finds the results for the same key and skips
+    done = reproduce.reproduce("smoke", results_root=tmp_path, log=lambda *_: None)
+    assert done == [("tour", "skipped", 0.0)]
+
+
+def _tiny_notebook(path: Path, experiment: str) -> None:
+    nb = new_notebook(metadata={"kernelspec": KERNEL, "language_info": {"name": "python"}})
+    nb.cells = [
+        new_code_cell('SCALE = "smoke"\nSEED = 0\nFAIL = False', metadata={"tags": ["parameters"]}),
+        new_markdown_cell("A tiny notebook for the runner's tests."),
+        new_code_cell("from workbench.results import record_metrics"),
+        new_code_cell('if FAIL:\n    raise RuntimeError("deliberate failure")'),
+        new_code_cell(f'record_metrics("{experiment}", {{"x": 1.0, "fail": int(FAIL)}}, {{"scale": SCALE}}, '
+                      f'seed=SEED)'),
+    ]
+    nbformat.write(nb, path)
+
+
+def _manifest(path: Path, entries: list[dict]) -> Path:
+    path.write_text(json.dumps({"notebooks": entries}))  # JSON is YAML
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("a", "b", "c"):
+        _tiny_notebook(nbs / f"{name}.ipynb", name)
+    return nbs, tmp_path / "results"
+
+
+def _run(nbs, res, manifest, *extra):
+    return reproduce.main(["--scale", "smoke", "--manifest", str(manifest), "--notebooks-dir", str(nbs),
+                           "--results-dir", str(res), *extra])
+
+
+@pytest.mark.slow
+def test_failure_stops_batch_and_keeps_earlier_results(tiny, capsys):
+    nbs, res = tiny
+    entry = {"a": {"notebook": "a.ipynb", "experiment": "a", "params": None},
+             "b": {"notebook": "b.ipynb", "experiment": "b", "params": None, "depends_on": ["a"]},
+             "c": {"notebook": "c.ipynb", "experiment": "c", "params": None}}
+    assert _run(nbs, res, _manifest(nbs / "ok.yaml", [entry["a"], entry["b"]])) == 0
+    good_metrics = (res / "b" / "metrics.json").read_bytes()
+    good_nb = (res / "b" / "b.ipynb").read_bytes()
+    capsys.readouterr()
+
+    failing = _manifest(nbs / "fail.yaml", [entry["a"], {**entry["b"], "parameters": {"FAIL": True}}, entry["c"]])
+    assert _run(nbs, res, failing) == 1
+    out = capsys.readouterr()
+    assert "a: results for key" in out.out and "skipped" in out.out  # finished notebooks are not re-run
+    assert str(nbs / "b.ipynb") in out.err and "cell 3" in out.err
+    assert "RuntimeError: deliberate failure" in out.err
+    assert (res / "b" / "metrics.json").read_bytes() == good_metrics  # the good result is untouched
+    assert (res / "b" / "b.ipynb").read_bytes() == good_nb
+    assert not (res / "c").exists()  # the batch stopped at b
+    assert (res / ".failed" / "b" / "b.ipynb").is_file()  # the failed copy, with its traceback, for debugging
+    assert not list(res.glob(".stage-*"))
+
+
+def test_unknown_parameter_is_rejected_before_running(tiny, capsys):
+    nbs, res = tiny
+    bad = _manifest(nbs / "bad.yaml", [{"notebook": "a.ipynb", "experiment": "a", "params": None,
+                                        "parameters": {"FAIL": False, "LEARNING_RATE": 0.1}}])
+    assert _run(nbs, res, bad) == 2
+    err = capsys.readouterr().err
+    assert "LEARNING_RATE" in err and "SCALE, SEED, FAIL" in err
+    assert not res.exists() or not any(res.iterdir())
+
+
+def test_manifest_errors(tiny):
+    nbs, _ = tiny
+    with pytest.raises(reproduce.ReproduceError, match="must be listed before"):
+        reproduce.read_manifest(_manifest(nbs / "m1.yaml", [
+            {"notebook": "a.ipynb", "experiment": "a", "depends_on": ["b"]},
+            {"notebook": "b.ipynb", "experiment": "b"}]), nbs)
+    with pytest.raises(reproduce.ReproduceError, match="'report' entry must be the last"):
+        reproduce.read_manifest(_manifest(nbs / "m2.yaml", [
+            {"notebook": "a.ipynb", "experiment": "report"}, {"notebook": "b.ipynb", "experiment": "b"}]), nbs)
+    with pytest.raises(reproduce.ReproduceError, match="unknown field"):
+        reproduce.read_manifest(_manifest(nbs / "m3.yaml", [
+            {"notebook": "a.ipynb", "experiment": "a", "seed": [1]}]), nbs)
+    entries = reproduce.read_manifest(_manifest(nbs / "m4.yaml", [
+        {"notebook": "a.ipynb", "experiment": "a", "seeds": {"cpu": [0, 1, 2]}},
+        {"notebook": "b.ipynb", "experiment": "report"}]), nbs)
+    assert entries[1].depends_on == ("a",)
+    assert reproduce.notebook_parameters(entries[0], "cpu") == {"SCALE": "cpu", "SEED": [0, 1, 2]}
+    assert reproduce.notebook_parameters(entries[0], "smoke")["SEED"] == 0
