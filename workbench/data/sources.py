@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -155,6 +156,8 @@ def fetch(name: str, cache=None, force: bool = False, timeout: float = 600) -> P
         for cmd in src.commands():
             try:
                 res = subprocess.run(cmd, cwd=dl, capture_output=True, text=True, timeout=timeout)
+                if res.returncode != 0 and src.client == "apt" and _refresh_apt_lists(timeout):
+                    res = subprocess.run(cmd, cwd=dl, capture_output=True, text=True, timeout=timeout)
             except (OSError, subprocess.TimeoutExpired) as e:
                 raise FetchError(name, " ".join(cmd), str(e), HINTS[src.client]) from None
             if res.returncode != 0:
@@ -178,6 +181,18 @@ def fetch(name: str, cache=None, force: bool = False, timeout: float = 600) -> P
             )
         )
     return dest
+
+
+_APT_REFRESHED: list[bool] = []
+
+
+def _refresh_apt_lists(timeout: float) -> bool:
+    """On a fresh machine `apt-get download` finds nothing until `apt-get update` ran: run it once (as root)."""
+    if _APT_REFRESHED or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    _APT_REFRESHED.append(True)
+    res = subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, timeout=timeout)
+    return res.returncode == 0
 
 
 def _extract(name: str, archive: Path, out: Path) -> None:
