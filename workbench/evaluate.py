@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats
 
 from workbench.config import EncDecConfig, GemmaConfig
-from workbench.data.baselines import rouge_l, token_f1
+from workbench.data.baselines import break_ties, mrr_at_k, rouge_l, token_f1
 from workbench.generate import generate
 
 Arrays = dict[str, np.ndarray]
@@ -92,12 +92,11 @@ def regression_metrics(pred_N: np.ndarray, labels_N: np.ndarray) -> dict[str, fl
 
 
 def ranking_metrics(scores_NxC: np.ndarray, labels_N: np.ndarray, k: int = 10) -> dict[str, float]:
-    """MRR@k and recall@1; ties count against the relevant candidate."""
-    scores, labels = np.asarray(scores_NxC), np.asarray(labels_N)
-    gold = np.take_along_axis(scores, labels[:, None], -1)
-    rank = np.sum(scores >= gold, -1)
-    return {f"mrr@{k}": float(np.mean(np.where(rank <= k, 1.0 / rank, 0.0))),
-            "recall@1": float(np.mean(rank == 1))}
+    """MRR@k and recall@1 of the relevant candidate; ties are broken at random with a fixed seed (the same
+    rule as the TF-IDF baseline, so an all-equal score row is no free win)."""
+    scores = break_ties(scores_NxC)
+    rank = 1 + (scores > np.take_along_axis(scores, np.asarray(labels_N)[:, None], -1)).sum(-1)
+    return {f"mrr@{k}": mrr_at_k(scores_NxC, labels_N, k), "recall@1": float(np.mean(rank == 1))}
 
 
 def text_metrics(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:

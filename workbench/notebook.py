@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from workbench.data.files import cache_dir
 from workbench.results import REPO_ROOT, _jsonable
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "gpu", "paper")
@@ -128,15 +129,16 @@ def cache_key(params: Mapping[str, Any], length: int = 16) -> str:
 
 
 def cache_root() -> Path:
-    """`$WORKBENCH_CACHE` or `<repo>/.cache/workbench` (the data package's cache root; gitignored)."""
-    env = os.environ.get("WORKBENCH_CACHE")
-    return Path(env).expanduser().resolve() if env else REPO_ROOT / ".cache" / "workbench"
+    """The data package's cache root: `$WORKBENCH_CACHE` or `<repo>/.cache/workbench` (gitignored)."""
+    return cache_dir()
 
 
 def checkpoint_dir(name: str, params: Mapping[str, Any]) -> Path:
-    """`<cache>/checkpoints/<name>-<cache_key(params)>`: reuse a finished checkpoint trained with `params`.
+    """`<cache>/checkpoints/<name>-<cache_key(params)>` (`$WORKBENCH_CHECKPOINTS` overrides the folder):
+    reuse a finished checkpoint trained with `params`.
 
     Pass only the parameters that determine the checkpoint (model, data, steps, seed...), so that unrelated
     knobs (e.g. evaluation settings) do not force retraining. Not created; test for a completion marker.
     """
-    return cache_root() / "checkpoints" / f"{name}-{cache_key(params)}"
+    root = os.environ.get("WORKBENCH_CHECKPOINTS")
+    return (Path(root) if root else cache_root() / "checkpoints") / f"{name}-{cache_key(params)}"

@@ -198,9 +198,3 @@ def ranking_loss(config: EncoderOnlyConfig, *, listwise: bool = True) -> LossFn:
 
     return loss_fn
 
-
-def mrr_at_k(scores_BxC: jnp.ndarray, labels_B: jnp.ndarray, k: int = 10) -> jnp.ndarray:
-    """Mean reciprocal rank of the relevant candidate, 0 beyond rank k; ties count against it."""
-    gold = jnp.take_along_axis(scores_BxC, labels_B[:, None], -1)
-    rank = jnp.sum(scores_BxC >= gold, axis=-1)  # candidates scoring at least as high, itself included
-    return jnp.mean(jnp.where(rank <= k, 1.0 / rank, 0.0))

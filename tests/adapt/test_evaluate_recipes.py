@@ -50,7 +50,8 @@ def test_metrics():
     assert m["accuracy"] == 0.5 and abs(m["f1"] - 0.5) < 1e-9
     r = evaluate.regression_metrics(np.array([1.0, 2, 3]), np.array([2.0, 4, 6.5]))
     assert r["pearson"] > 0.99 and r["spearman"] == 1.0
-    k = evaluate.ranking_metrics(np.array([[0.1, 0.9], [0.5, 0.5]]), np.array([1, 0]))
-    assert k["mrr@10"] == pytest.approx(0.75) and k["recall@1"] == 0.5
+    k = evaluate.ranking_metrics(np.array([[0.1, 0.9, 0.5], [0.6, 0.7, 0.5], [0.9, 0.8, 0.7]]), np.array([1, 0, 2]))
+    assert k["mrr@10"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3) and k["recall@1"] == pytest.approx(1 / 3)
+    assert evaluate.ranking_metrics(np.array([[0.9, 0.8, 0.7]]), np.array([2]), k=2)["mrr@2"] == 0.0
     t = evaluate.text_metrics(["A cat", "dog runs"], ["a  cat", "the dog"])
     assert t["exact_match"] == 0.5 and 0 < t["rougeL"] < 1

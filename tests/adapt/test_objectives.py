@@ -102,9 +102,3 @@ def test_task_losses_at_zero_head(task, n):
         loss, _ = objectives.regression_loss(cfg)(params, batch)
         assert abs(float(loss) - 2.5) < 1e-5
 
-
-def test_mrr_at_k():
-    scores = jnp.array([[0.9, 0.1, 0.5], [0.1, 0.2, 0.3], [1.0, 1.0, 0.0]])
-    labels = jnp.array([0, 0, 1])  # ranks 1, 3, 2 (tie counts against)
-    assert abs(float(objectives.mrr_at_k(scores, labels, k=10)) - (1 + 1 / 3 + 1 / 2) / 3) < 1e-6
-    assert abs(float(objectives.mrr_at_k(scores, labels, k=2)) - (1 + 0 + 1 / 2) / 3) < 1e-6

@@ -67,13 +67,13 @@ def mrr_at_k(scores: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
 
     Ties are broken at random (fixed seed), so an all-zero score row ranks the positive uniformly.
     """
-    scores = _jitter(scores)
+    scores = break_ties(scores)
     pos = scores[np.arange(len(labels)), labels][:, None]
     rank = 1 + (scores > pos).sum(1)
     return float(np.where(rank <= k, 1.0 / rank, 0.0).mean())
 
 
-def _jitter(scores: np.ndarray, seed: int = 0) -> np.ndarray:
+def break_ties(scores: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.asarray(scores, np.float64) + np.random.default_rng(seed).uniform(0, 1e-9, np.shape(scores))
 
 
@@ -152,7 +152,7 @@ def tfidf_baseline(task_name: str, cache=None, split: str = "test") -> dict:
         pos_idx = np.asarray([ids[p] for p in te["positive_id"]])
         full_rr = []
         for i in range(0, q.shape[0], 256):
-            sims = _jitter((q[i : i + 256] @ docs.T).toarray(), seed=i)
+            sims = break_ties((q[i : i + 256] @ docs.T).toarray(), seed=i)
             pos = sims[np.arange(len(sims)), pos_idx[i : i + 256]][:, None]
             rank = 1 + (sims > pos).sum(1)
             full_rr.append(np.where(rank <= 10, 1.0 / rank, 0.0))
@@ -161,7 +161,7 @@ def tfidf_baseline(task_name: str, cache=None, split: str = "test") -> dict:
             model="tfidf cosine (query sentence vs definition)",
             **{
                 "mrr@10": mrr_at_k(scores, labels),
-                "recall@1": float((_jitter(scores).argmax(1) == labels).mean()),
+                "recall@1": float((break_ties(scores).argmax(1) == labels).mean()),
                 "random_mrr@10": float(np.mean([1 / r for r in range(1, c + 1)])),
                 "full_corpus_mrr@10": full_mrr,
             },

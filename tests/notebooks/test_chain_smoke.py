@@ -1,0 +1,49 @@
+"""`make reproduce SCALE=smoke` end to end: every notebook of the manifest runs through papermill, in order,
+and leaves finite metrics, tables and figures (the report renders its HTML page)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workbench.data import cache_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _finite(x, path="") -> list[str]:
+    if isinstance(x, dict):
+        return [p for k, v in x.items() for p in _finite(v, f"{path}/{k}")]
+    if isinstance(x, list):
+        return [p for i, v in enumerate(x) for p in _finite(v, f"{path}/{i}")]
+    return [] if not isinstance(x, float) or math.isfinite(x) else [path]
+
+
+@pytest.mark.slow
+def test_reproduce_smoke_chain(tmp_path):
+    if not (cache_dir() / "prepare_summary.json").exists():
+        pytest.fail("the offline data is not prepared: run `make data` (make test does it first)")
+    env = {**os.environ, "WORKBENCH_RESULTS": str(tmp_path / "results"), "WORKBENCH_MODELS": str(tmp_path / "models"),
+           "WORKBENCH_CHECKPOINTS": str(tmp_path / "ckpt")}
+    proc = subprocess.run([sys.executable, "-m", "workbench.reproduce", "--scale", "smoke"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = yaml.safe_load((REPO / "notebooks" / "manifest.yaml").read_text())["notebooks"]
+    for entry in manifest:
+        out = tmp_path / "results" / entry["experiment"]
+        record = json.loads((out / "metrics.json").read_text())
+        assert record["metrics"], entry["experiment"]
+        assert not _finite(record["metrics"]), (entry["experiment"], _finite(record["metrics"]))
+        assert record["provenance"]["scale"] == "smoke"
+        assert (out / entry["notebook"]).exists(), f"executed copy of {entry['notebook']} missing"
+        if entry["experiment"] != "report":
+            assert list(out.glob("*.csv")) and list(out.glob("*.md")), f"{entry['experiment']}: no table"
+            assert list(out.glob("*.png")) and list(out.glob("*.svg")), f"{entry['experiment']}: no figure"
+    page = (tmp_path / "results" / "report.html").read_text()
+    assert "Claims" in page and "verdict" in page and "<img" in page
+    assert (tmp_path / "results" / "README.md").exists()
