@@ -44,6 +44,12 @@ def test_reproduce_smoke_chain(tmp_path):
         if entry["experiment"] != "report":
             assert list(out.glob("*.csv")) and list(out.glob("*.md")), f"{entry['experiment']}: no table"
             assert list(out.glob("*.png")) and list(out.glob("*.svg")), f"{entry['experiment']}: no figure"
+    enc = json.loads((tmp_path / "results" / "gemma_encoder" / "metrics.json").read_text())["metrics"]
+    for claim in ("bidirectional_gt_causal", "simple_pooling_ge_attention", "dropout_effect", "adapted_gt_scratch",
+                  "encdec_encoder_gt_decoder_encoder"):
+        assert len(enc["claims"][claim]["values"]) >= 1, claim
+    claims = (tmp_path / "results" / "report" / "claims.csv").read_text()
+    assert claims.count("\n") >= 17  # header + one row per claim
     page = (tmp_path / "results" / "report.html").read_text()
     assert "Claims" in page and "verdict" in page and "<img" in page
     assert (tmp_path / "results" / "README.md").exists()
