@@ -1,0 +1,98 @@
+"""Training throughput: our jitted JAX step vs transformers (eager and torch.compile), same weights and batch.
+
+    .venv/bin/python benchmarks/train_throughput.py [--rounds 5] [--steps 2] [--threads 2] [--quick]
+
+Prints per system: compile/setup seconds, median wall seconds and CPU-seconds per step, tokens/s, matmul
+MFU against the measured JAX fp32 matmul peak; then the ratios. The last line reads
+`ratio_vs_torch_compile decoder=X encdec=Y` (ours tokens/s over torch.compile's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+
+import common
+import systems
+from common import Worker, interleave, load_note
+
+
+def _flops_per_step(setup: common.Setup, model: str) -> tuple[float, int]:
+    """(training matmul FLOPs per step, tokens per step) from workbench.flops."""
+    from workbench import flops
+    B, L = setup.batch, setup.seq
+    if model == "decoder":
+        return B * L * flops.train_flops_per_token(setup.gemma_config(), L), B * L
+    return B * flops.encdec_flops_per_example(setup.encdec_config(), L, L, train=True), 2 * B * L
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per system per round")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads / JAX cores")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny model, one round of one step, no torch.compile unless --compile (smoke test)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="include torch.compile (default: yes, except with --quick; cold compiles take minutes "
+                         "on a loaded 2-core machine)")
+    ap.add_argument("--devices", type=int, default=None,
+                    help="JAX host devices for data parallelism (default: --threads)")
+    ap.add_argument("--models", default="decoder,encdec")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
+                    help="gpu: only our step, bf16, MFU against the H100 bf16 peak (989 TFLOP/s)")
+    args = ap.parse_args(argv)
+    setup = common.QUICK if args.quick else common.FULL
+    rounds, steps = (1, 1) if args.quick else (args.rounds, args.steps)
+    use_compile = (not args.quick) if args.compile is None else args.compile
+    if args.device == "gpu":
+        import gpu_mfu
+        gpu_mfu.main(setup, steps=max(steps * rounds, 5))
+        return
+
+    print(f"# train_throughput {datetime.datetime.now().isoformat(timespec='seconds')}  setup={setup}")
+    print(f"# before: {load_note()}")
+    cache = common.tmpdir("inductor-")
+    tenv = common.torch_env(args.threads, cache)
+    jenv = common.jax_env(args.devices or args.threads, eigen=(args.devices or args.threads) == 1)
+    peak, peak_cpu = systems.jax_matmul_peak()
+    print(f"jax fp32 matmul peak (2048^3, best of 10): {peak / 1e9:.1f} GFLOP/s wall, "
+          f"{peak_cpu / 1e9:.1f} GFLOP per CPU-second")
+
+    ratios: dict[str, float] = {}
+    for model in args.models.split(","):
+        ckpt = common.tmpdir(f"bench-{model}-")
+        systems.save_checkpoint(setup, model, ckpt)
+        workers = [Worker("ours", systems.jax_train_step, (setup, model), jenv),
+                   Worker("torch-eager", systems.torch_train_step, (setup, model, ckpt, args.threads, False), tenv)]
+        if use_compile:
+            workers.append(Worker("torch-compile", systems.torch_train_step,
+                                  (setup, model, ckpt, args.threads, True), tenv))
+        try:
+            interleave(workers, rounds, steps)
+        finally:
+            for w in workers:
+                w.close()
+        fl, tokens = _flops_per_step(setup, model)
+        print(f"\n## {model}: {tokens} tokens/step ({setup.batch} x {setup.seq}"
+              f"{' enc + dec' if model == 'encdec' else ''}), {fl / 1e9:.1f} GFLOP/step (workbench.flops)")
+        print(f"{'system':14s} {'setup_s':>8s} {'wall_s':>8s} {'cpu_s':>8s} {'cpu/wall':>8s} {'tok/s':>9s} "
+              f"{'MFU':>6s} {'MFU_cpu':>7s}")
+        tps = {}
+        for w in workers:
+            tps[w.name] = tokens / w.wall
+            print(f"{w.name:14s} {w.setup_s:8.1f} {w.wall:8.3f} {w.cpu:8.3f} {w.cpu / w.wall:8.2f} "
+                  f"{tps[w.name]:9.0f} {fl / w.wall / peak:6.1%} {fl / w.cpu / peak_cpu:7.1%}")
+        ratios[model] = tps["ours"] / tps.get("torch-compile", float("nan"))
+        print(f"ours/eager {tps['ours'] / tps['torch-eager']:.2f}  ours/compile {ratios[model]:.2f}  "
+              f"(n={len(workers[0].times)} steps each, medians)")
+    print("MFU: matmul FLOPs (workbench.flops) per wall second over the wall peak; MFU_cpu: per CPU-second "
+          "over the matmul's FLOP per CPU-second (load-robust; a 2-thread step can reach at most 100%)")
+    print(f"\n# after: {load_note()}")
+    fmt = lambda k: f"{ratios[k]:.2f}" if k in ratios else "nan"  # noqa: E731
+    print(f"ratio_vs_torch_compile decoder={fmt('decoder')} encdec={fmt('encdec')}")
+
+
+if __name__ == "__main__":
+    main()
