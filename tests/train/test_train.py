@@ -105,3 +105,22 @@ def test_bf16_compute_adafactor_keeps_fp32_master(params0, tokens):
     assert all(x.dtype == jnp.float32 and bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(new["params"]))
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new["params"]),
                                                        jax.tree.leaves(params0), strict=True))
+
+
+def test_cli_pretrains_then_adapts(tmp_path, monkeypatch):
+    """`workbench train`: causal pretraining saved to the model store, then PrefixLM+KD adaptation from it."""
+    from workbench import zoo
+    from workbench.config import EncDecConfig
+    from workbench.train.cli import main
+
+    monkeypatch.setenv("WORKBENCH_MODELS", str(tmp_path / "zoo"))
+    data = tmp_path / "tokens.npy"
+    np.save(data, np.random.default_rng(0).integers(3, 200, (32, 16)).astype(np.int32))
+    common = ["--data", str(data), "--steps", "2", "--batch", "4", "--warmup", "1", "--no-progress"]
+    assert main(["--out-dir", str(tmp_path / "pre"), "--preset", "tiny", "--vocab-size", "256",
+                 "--save-as", "dec", *common]) == 0
+    assert main(["--out-dir", str(tmp_path / "ad"), "--objective", "prefixlm", "--init-from", "dec",
+                 "--kd-weight", "0.5", "--save-as", "ed", *common]) == 0
+    cfg, params = zoo.load("ed")
+    assert isinstance(cfg, EncDecConfig) and cfg.decoder.vocab_size == 256
+    assert "cross_attn" in params["decoder"]["layer_0"]

@@ -1,4 +1,10 @@
-"""`workbench train ...` / `python -m workbench.train ...`: decoder-only causal-LM pretraining.
+"""`workbench train ...` / `python -m workbench.train ...`: pretraining and adaptation runs without a notebook.
+
+Objectives: `causal` (decoder-only LM), `prefixlm` and `ul2` (encoder-decoder). `--init-from` names a decoder
+checkpoint (a `workbench.zoo` name or an HF Gemma 2 directory): with `causal` training continues from it, with
+`prefixlm`/`ul2` it is adapted into a balanced encoder-decoder (add `--encoder-from` for an unbalanced pair,
+whose cross-attention trains alone for `--cross-attn-warmup` steps). `--kd-weight` distils PrefixLM from the
+`--init-from` decoder. `--save-as NAME` stores the result in the model store.
 
 Data: `--data tokens.npy` (int [N, L]) or, without it, the offline corpus of `workbench.data`
 (`workbench data prepare` first): corpus train split -> tokenizer -> packed rows of `--seq-len`.
@@ -24,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="run directory (checkpoints, metrics); resumed if present")
     p.add_argument("--data", default=None, help=".npy int token array [N, L]; default: workbench.data corpus")
     p.add_argument("--seq-len", type=int, default=256, help="row length when packing the corpus")
+    p.add_argument("--objective", default="causal", choices=["causal", "prefixlm", "ul2"])
+    p.add_argument("--init-from", default=None, help="decoder checkpoint to continue from / adapt (zoo name or dir)")
+    p.add_argument("--encoder-from", default=None, help="second (larger) decoder for an unbalanced encoder")
+    p.add_argument("--cross-attn-warmup", type=int, default=0, help="steps training only cross-attention")
+    p.add_argument("--kd-weight", type=float, default=0.0, help="PrefixLM distillation weight (teacher: init-from)")
+    p.add_argument("--save-as", default=None, help="store the final model in workbench.zoo under this name")
     p.add_argument("--preset", default="tiny", help="decoder preset (workbench.config.DECODER_PRESETS)")
     p.add_argument("--vocab-size", type=int, default=None, help="override the preset's vocabulary size")
     p.add_argument("--steps", type=int, default=1000)
@@ -51,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
     """Register `train` on the `workbench` command."""
-    return add_arguments(subparsers.add_parser("train", help="causal-LM pretraining (resumable)",
+    return add_arguments(subparsers.add_parser("train", help="pretraining / adaptation runs (resumable)",
                                                description=__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter))
 
@@ -64,43 +76,79 @@ def _tokens(args) -> np.ndarray:
     return lm_arrays(load_corpus()["train"]["text"], load_tokenizer(), args.seq_len)
 
 
+def _model_and_loss(args, tokens_NxL: np.ndarray):
+    """(config, initial params, loss_fn, get_batch over the whole global batch, FLOPs per token)."""
+    import jax
+
+    from workbench import adapt, config, flops, objectives, recipes, zoo
+
+    vocab = args.vocab_size or max(int(tokens_NxL.max()) + 1, 8)
+    key = jax.random.key(args.seed)
+    if args.init_from:
+        dec_cfg, dec_params = zoo.load(args.init_from)
+    else:
+        dec_cfg = config.decoder_preset(args.preset, vocab_size=vocab)
+        dec_params = jax.jit(adapt.from_scratch, static_argnums=0)(dec_cfg, key)
+    L = tokens_NxL.shape[1]
+    if args.objective == "causal":
+        return (dec_cfg, dec_params, objectives.causal_lm_loss(dec_cfg),
+                recipes.row_batches(tokens_NxL, args.batch, args.seed), flops.train_flops_per_token(dec_cfg, L - 1))
+    if args.encoder_from:
+        enc_cfg, enc_params = zoo.load(args.encoder_from)
+        ed_cfg = config.EncDecConfig(enc_cfg, dec_cfg)
+        params = adapt.decoder_to_encdec(dec_params, ed_cfg, enc_params=enc_params, rng=key)
+    else:
+        ed_cfg = config.EncDecConfig(dec_cfg, dec_cfg)
+        params = adapt.decoder_to_encdec(dec_params, ed_cfg) if args.init_from else adapt.from_scratch(ed_cfg, key)
+    if args.objective == "ul2":
+        from workbench.data import load_tokenizer
+
+        tok = load_tokenizer()
+        get_batch = recipes.ul2_batches(tokens_NxL, args.batch, tok.sentinel_ids, tok.mode_ids, seed=args.seed)
+        kd = 0.0
+    else:
+        get_batch, kd = recipes.prefix_lm_batches(tokens_NxL, args.batch, args.seed), args.kd_weight
+        if kd > 0:
+            if not args.init_from:
+                raise SystemExit("--kd-weight needs --init-from (the decoder-only teacher)")
+            get_batch = recipes.with_teacher(get_batch, dec_params, dec_cfg)
+    per_token = flops.encdec_flops_per_example(ed_cfg, L // 2, L - L // 2, train=True) / L
+    return ed_cfg, params, objectives.encdec_seq2seq_loss(ed_cfg, kd_weight=kd), get_batch, per_token
+
+
 def run(args) -> int:
     import jax
 
     if args.distributed:
         jax.distributed.initialize()
-    from workbench import decoder
-    from workbench.config import decoder_preset
-    from workbench.flops import train_flops_per_token
-    from workbench.objectives import causal_lm_loss
-    from workbench.recipes import row_batches as array_batches
+    from workbench import adapt, zoo
     from workbench.train import TrainConfig, train
 
     tokens_NxL = _tokens(args)
-    vocab = args.vocab_size or max(int(tokens_NxL.max()) + 1, 8)
-    model_cfg = decoder_preset(args.preset, vocab_size=vocab)
+    model_cfg, params, loss_fn, global_batch, flops = _model_and_loss(args, tokens_NxL)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch, learning_rate=args.lr, warmup_steps=args.warmup,
                       schedule=args.schedule, optimizer=args.optimizer, weight_decay=args.weight_decay,
                       clip_norm=args.clip_norm, grad_accum=args.grad_accum, compute_dtype=args.compute_dtype,
                       ema_decay=args.ema_decay, keep_last_k=args.keep_last_k,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed,
                       mesh_shape=tuple(int(x) for x in args.mesh.split(",")) if args.mesh else None,
-                      out_dir=args.out_dir)
+                      freeze_steps=args.cross_attn_warmup if args.encoder_from else 0,
+                      trainable=adapt.cross_attention_only if args.encoder_from else None, out_dir=args.out_dir)
     n_proc, pid = jax.process_count(), jax.process_index()
-    global_batch = array_batches(tokens_NxL, args.batch, seed=args.seed)
     per = args.batch // n_proc
 
     def get_batch(step: int) -> dict:
         b = global_batch(step)
         return {k: v[pid * per:(pid + 1) * per] for k, v in b.items()}
 
-    params = jax.jit(decoder.init, static_argnums=0)(model_cfg, jax.random.key(args.seed))
-    flops = train_flops_per_token(model_cfg, tokens_NxL.shape[1] - 1)  # the one FLOP count (workbench.flops)
-    res = train(causal_lm_loss(model_cfg), params, get_batch, cfg, out_dir=args.out_dir, flops_per_token=flops,
+    res = train(loss_fn, params, get_batch, cfg, out_dir=args.out_dir, flops_per_token=flops,
                 peak_flops=args.peak_flops, progress=not args.no_progress)
+    if args.save_as and pid == 0:
+        zoo.save(args.save_as, model_cfg, res.params)
     if pid == 0:
         last = res.history[-1] if res.history else {}
-        print(json.dumps({"step": res.step, "loss": last.get("loss"), "out_dir": args.out_dir}))
+        print(json.dumps({"step": res.step, "loss": last.get("loss"), "out_dir": args.out_dir,
+                          "saved_as": args.save_as}))
     return 0
 
 
