@@ -59,39 +59,6 @@ def _reproduce(tmp_path: Path, models_dir: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_sizes_smoke_through_papermill(tmp_path):
-    models = tmp_path / "models"
-    _stand_ins(models)
-    proc = _reproduce(tmp_path, models)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = tmp_path / "results" / "sizes"
-    rec = json.loads((out / "metrics.json").read_text())
-    m = rec["metrics"]
-    assert m and _finite(m), m
-    assert rec["provenance"]["scale"] == "smoke" and rec["provenance"]["seed"] == [0]
-    names = set(m["pt_loss"])
-    assert {"S-S", "L-S", "L-S-nowarm", "dec-S"} <= names
-    for key in ("pt_loss", "it_rougeL", "it_exact_match", "it_token_f1"):
-        assert set(m[key]) == names and all(len(v) == len(m["model_seeds"][k]) for k, v in m[key].items()), key
-    for key in ("pt_loss_step0", "inference_gflops", "latency_ms_per_token", "params"):
-        assert set(m[key]) == names, key
-    assert all(0.0 <= x <= 1.0 for v in m["it_rougeL"].values() for x in v)
-    assert m["params"]["S-S"] > m["params"]["dec-S"] and m["params"]["L-S"] > m["params"]["S-S"]
-    for claim in CLAIMS:
-        assert claim in m["claims"], claim
-    assert len(m["claims"]["L-S beats S-S"]["pt_loss_gain"]) == 1
-    for name in TABLES:
-        for ext in ("csv", "md"):
-            assert (out / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
-    for name in FIGURES:
-        for ext in ("png", "svg"):
-            assert (out / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
-    assert (out / "03_sizes.ipynb").is_file() and (out / "run.json").is_file()
-    for pair in ("S-S", "L-S", "L-S-nowarm"):
-        assert (models / "smoke" / f"encdec-{pair}-s0" / "workbench_config.json").is_file(), pair
-
-
-@pytest.mark.slow
 def test_sizes_names_01_pretrain_when_upstream_is_missing(tmp_path):
     proc = _reproduce(tmp_path, tmp_path / "empty-models")
     assert proc.returncode == 1
