@@ -98,10 +98,14 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_table(df, out_dir: str | os.PathLike, name: str, floatfmt: str = ".4g") -> tuple[Path, Path]:
-    """Write a pandas DataFrame as `<name>.csv` and `<name>.md` (GitHub Markdown); returns both paths."""
+    """Write a pandas DataFrame as `<name>.csv` and `<name>.md` (GitHub Markdown); returns both paths.
+    A named or non-default index (e.g. after `set_index("model")`) is written as the first column(s)."""
+    import pandas as pd
+
     out_dir = Path(out_dir)
-    csv = write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
-    md = write_text(out_dir / f"{name}.md", df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    index = not (isinstance(df.index, pd.RangeIndex) and df.index.name is None)  # keep a meaningful index
+    csv = write_text(out_dir / f"{name}.csv", df.to_csv(index=index))
+    md = write_text(out_dir / f"{name}.md", df.to_markdown(index=index, floatfmt=floatfmt) + "\n")
     return csv, md
 
 
