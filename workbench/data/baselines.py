@@ -166,28 +166,16 @@ def tfidf_baseline(task_name: str, cache=None, split: str = "test") -> dict:
                 "full_corpus_mrr@10": full_mrr,
             },
         )
-    elif task_name == "definition":
+    elif task_name in ("definition", "mixture"):
         vec = _tfidf().fit(tr["inputs"])
         sims = vec.transform(te["inputs"]) @ vec.transform(tr["inputs"]).T
         nn = np.asarray(sims.argmax(1)).ravel()
-        preds = [tr["targets"][int(i)] for i in nn]
-        refs = te["targets"]
-        out.update(
-            model="nearest train input (tfidf) -> its gloss",
-            rougeL=float(np.mean([rouge_l(p, r) for p, r in zip(preds, refs, strict=True)])),
-            token_f1=float(np.mean([token_f1(p, r) for p, r in zip(preds, refs, strict=True)])),
-            exact_match=float(np.mean([p == r for p, r in zip(preds, refs, strict=True)])),
-        )
-    elif task_name == "mixture":
-        vec = _tfidf().fit(tr["inputs"])
-        sims = vec.transform(te["inputs"]) @ vec.transform(tr["inputs"]).T
-        nn = np.asarray(sims.argmax(1)).ravel()
-        preds = [tr["targets"][int(i)] for i in nn]
-        refs = te["targets"]
+        pairs = list(zip([tr["targets"][int(i)] for i in nn], te["targets"], strict=True))
         out.update(
             model="nearest train input (tfidf) -> its target",
-            exact_match=float(np.mean([p == r for p, r in zip(preds, refs, strict=True)])),
-            rougeL=float(np.mean([rouge_l(p, r) for p, r in zip(preds, refs, strict=True)])),
+            rougeL=float(np.mean([rouge_l(p, r) for p, r in pairs])),
+            token_f1=float(np.mean([token_f1(p, r) for p, r in pairs])),
+            exact_match=float(np.mean([p == r for p, r in pairs])),
         )
     out["seconds"] = round(time.time() - t0, 1)
     return out
