@@ -143,14 +143,19 @@ def add_teacher_topk(batch: dict, teacher_params: Params, teacher_config: GemmaC
     return {**batch, "teacher_logits": vals, "teacher_ids": ids}
 
 
+def _encoder_outputs(params: Params, config: EncoderOnlyConfig, tokens_BxL: jnp.ndarray,
+                     rng: jax.Array | None) -> jnp.ndarray:
+    """Head outputs over padded tokens; dropout only when an rng is given (training)."""
+    return encoder.forward(params, config, tokens_BxL, tokens_BxL != PAD, deterministic=rng is None, rng=rng)
+
+
 def classification_loss(config: EncoderOnlyConfig) -> LossFn:
     """Softmax cross-entropy on {'tokens','labels'}; also accuracy."""
     if config.task != "classification":
         raise ValueError(f"classification_loss needs task='classification', got {config.task!r}")
 
     def loss_fn(params: Params, batch: Batch, rng: jax.Array | None = None):
-        logits = encoder.forward(params, config, batch["tokens"], batch["tokens"] != PAD,
-                                 deterministic=rng is None, rng=rng)
+        logits = _encoder_outputs(params, config, batch["tokens"], rng)
         labels = batch["labels"].astype(jnp.int32)
         logp = jax.nn.log_softmax(logits, -1)
         loss = -jnp.mean(jnp.take_along_axis(logp, labels[:, None], -1))
@@ -166,8 +171,7 @@ def regression_loss(config: EncoderOnlyConfig) -> LossFn:
         raise ValueError(f"regression_loss needs task='regression', got {config.task!r}")
 
     def loss_fn(params: Params, batch: Batch, rng: jax.Array | None = None):
-        pred = encoder.forward(params, config, batch["tokens"], batch["tokens"] != PAD,
-                               deterministic=rng is None, rng=rng)
+        pred = _encoder_outputs(params, config, batch["tokens"], rng)
         loss = jnp.mean((pred - batch["labels"].astype(jnp.float32)) ** 2)
         return loss, {"loss": loss, "mse": loss}
 
@@ -183,9 +187,7 @@ def ranking_loss(config: EncoderOnlyConfig, *, listwise: bool = True) -> LossFn:
     def loss_fn(params: Params, batch: Batch, rng: jax.Array | None = None):
         tokens_BxCxL = batch["tokens"]
         B, C, L = tokens_BxCxL.shape
-        flat = tokens_BxCxL.reshape(B * C, L)
-        scores_BxC = encoder.forward(params, config, flat, flat != PAD, deterministic=rng is None,
-                                     rng=rng).reshape(B, C)
+        scores_BxC = _encoder_outputs(params, config, tokens_BxCxL.reshape(B * C, L), rng).reshape(B, C)
         labels = batch["labels"].astype(jnp.int32)
         if listwise:
             logp = jax.nn.log_softmax(scores_BxC, -1)

@@ -111,13 +111,14 @@ def read_jsonl(path: str | os.PathLike, counts: Counts | None = None) -> Iterato
             yield obj
 
 
-def _decode(raw: bytes, counts: Counts) -> str:
+def _decode(raw: bytes, counts: Counts, unit: str = "lines") -> str:
+    """utf-8 with undecodable bytes as U+FFFD, counted in `bad_bytes` and `<unit>_with_bad_bytes`."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("utf-8", errors="replace")
         counts["bad_bytes"] += text.count("\ufffd")
-        counts["lines_with_bad_bytes"] += 1
+        counts[f"{unit}_with_bad_bytes"] += 1
         return text
 
 
@@ -127,13 +128,7 @@ def read_text(path: str | os.PathLike, counts: Counts | None = None, encoding: s
     data = Path(path).read_bytes()
     if encoding.lower().replace("-", "") != "utf8":
         return data.decode(encoding, errors="replace")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        counts["bad_bytes"] += text.count("\ufffd")
-        counts["files_with_bad_bytes"] += 1
-        return text
+    return _decode(data, counts, "files")
 
 
 def read_lines(path: str | os.PathLike, counts: Counts | None = None) -> Iterator[tuple[int, str]]:
