@@ -200,6 +200,30 @@ def _replace_dir(stage: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_stages(root: Path) -> list[Path]:
+    """Delete `.stage-<experiment>-<pid>-*` dirs left by a killed run (their pid is gone); returns them.
+
+    A stage of a live run (its pid alive) is left alone, so two batches on one results dir do not collide.
+    """
+    removed = []
+    for d in root.glob(".stage-*"):
+        pid = next((int(part) for part in d.name.split("-")[2:] if part.isdigit()), None)
+        if d.is_dir() and pid is not None and not _alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def jax_cache_env() -> dict[str, str]:
     """Persistent XLA compilation cache for the kernels (`<cache>/jax-compilation`), unless the user set one.
 
@@ -218,7 +242,7 @@ def run_entry(entry: Entry, scale: str, root: Path, notebooks_dir: Path, key: st
 
     nb_path = notebooks_dir / entry.notebook
     root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=root, prefix=f".stage-{entry.experiment}-"))
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=f".stage-{entry.experiment}-{os.getpid()}-"))
     executed = stage / Path(entry.notebook).name
     start = time.perf_counter()
     try:
@@ -275,6 +299,8 @@ def reproduce(scale: str, *, only: Sequence[str] = (), force: bool = False,
         validate_parameters(notebooks_dir / e.notebook, notebook_parameters(e, scale))
         if e.params:
             nbhelp.read_preset(e.params, scale, params_root)
+    for d in remove_stale_stages(root) if root.is_dir() else []:
+        log(f"removed {d.name}: staging dir of a run that was killed mid-notebook")
     done: list[tuple[str, str, float]] = []
     for i, e in enumerate(selected, 1):
         chosen = {x.experiment for x in selected}

@@ -106,3 +106,20 @@ def test_manifest_errors(tiny):
     assert entries[1].depends_on == ("a",)
     assert reproduce.notebook_parameters(entries[0], "cpu") == {"SCALE": "cpu", "SEED": [0, 1, 2]}
     assert reproduce.notebook_parameters(entries[0], "smoke")["SEED"] == 0
+
+
+def test_stale_stage_of_a_killed_run_is_removed_live_one_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".stage-tour-{dead.pid}-abc123"
+    live = tmp_path / f".stage-pretrain-{os.getpid()}-def456"
+    result = tmp_path / "tour"
+    for d in (stale, live, result):
+        d.mkdir()
+        (d / "metrics.json").write_text("{}")
+    assert reproduce.remove_stale_stages(tmp_path) == [stale]
+    assert not stale.exists() and live.is_dir() and result.is_dir()
