@@ -7,9 +7,11 @@ for this scale) and the entry's extra `parameters`, all checked against the note
 first (papermill itself only warns on unknown names). A notebook writes into a staging directory
 (`results/.stage-<experiment>-*`, see `results.experiment_dir`) that replaces `results/<experiment>/` only
 once the notebook finished and recorded its metrics, so a failed run never overwrites a good result; the
-executed notebook is saved beside its results. An entry is skipped when `results/<experiment>/run.json`
-holds the same run key: the hash of the notebook parameters, the YAML preset for the scale and the
-metrics of the entries it depends on (code changes are not part of the key: use `--force`). An entry named
+executed notebook is saved beside its results. An entry is skipped when this machine's ledger
+(`results/.ledger/<experiment>.json`, not committed) holds the same run key: the hash of the notebook's
+cells, its parameters, the YAML preset for the scale and the metrics of the entries it depends on. So an
+interrupted batch continues where it stopped, while a fresh clone re-runs everything, replacing the
+committed results (changes to `workbench/` itself are not part of the key: use `--force`). An entry named
 `report` must come last; it depends on every entry before it, so it re-renders whenever one of them re-ran.
 Kernels get a persistent JAX compilation cache (`jax_cache_env`) unless `JAX_COMPILATION_CACHE_DIR` is set.
 
@@ -30,6 +32,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -49,6 +52,7 @@ from workbench import results
 NOTEBOOKS_DIR = results.REPO_ROOT / "notebooks"
 KERNEL = "workbench"
 REPORT = "report"
+LEDGER = ".ledger"  # results/.ledger/<experiment>.json: run keys finished on this machine (gitignored)
 _ENTRY_FIELDS = {"notebook", "experiment", "params", "seeds", "parameters", "depends_on"}
 
 
@@ -132,11 +136,22 @@ def _file_hash(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
 
 
-def run_key(entry: Entry, scale: str, root: Path, params_root: Path | None) -> dict[str, Any]:
-    """What identifies a run: notebook, parameters, the preset file's content and the dependencies' metrics."""
+def _cells_hash(nb_path: Path) -> str:
+    """Hash of a notebook's cell types and sources (outputs and metadata do not count)."""
+    import nbformat
+
+    cells = nbformat.read(nb_path, as_version=4).cells
+    return hashlib.sha256(json.dumps([[c.cell_type, c.source] for c in cells]).encode()).hexdigest()[:16]
+
+
+def run_key(entry: Entry, scale: str, root: Path, params_root: Path | None,
+            notebooks_dir: Path | None = None) -> dict[str, Any]:
+    """What identifies a run: the notebook's cells, parameters, the preset's content and the dependencies' metrics."""
     preset = nbhelp.read_preset(entry.params, scale, params_root) if entry.params else None
+    nb_path = (notebooks_dir if notebooks_dir is not None else NOTEBOOKS_DIR) / entry.notebook
     return {
         "notebook": entry.notebook,
+        "cells": _cells_hash(nb_path) if nb_path.is_file() else None,
         "experiment": entry.experiment,
         "parameters": notebook_parameters(entry, scale),
         "preset": preset,
@@ -144,13 +159,19 @@ def run_key(entry: Entry, scale: str, root: Path, params_root: Path | None) -> d
     }
 
 
+def _ledger(root: Path, experiment: str) -> Path:
+    return root / LEDGER / f"{experiment}.json"
+
+
 def is_done(entry: Entry, root: Path, key: str) -> bool:
+    """Finished on this machine with the same key (the ledger) and its results are all still there."""
     d = root / entry.experiment
-    run = d / "run.json"
-    if not (run.is_file() and (d / "metrics.json").is_file() and (d / Path(entry.notebook).name).is_file()):
+    ledger = _ledger(root, entry.experiment)
+    if not (ledger.is_file() and (d / "run.json").is_file() and (d / "metrics.json").is_file()
+            and (d / Path(entry.notebook).name).is_file()):
         return False
     try:
-        return results.read_json(run).get("key") == key
+        return results.read_json(ledger).get("key") == key == results.read_json(d / "run.json").get("key")
     except ValueError:
         return False
 
@@ -272,6 +293,7 @@ def run_entry(entry: Entry, scale: str, root: Path, notebooks_dir: Path, key: st
         "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
     _replace_dir(stage, root / entry.experiment)
+    results.write_json(_ledger(root, entry.experiment), {"key": key, "seconds": round(seconds, 2)})
     return seconds
 
 
@@ -307,7 +329,7 @@ def reproduce(scale: str, *, only: Sequence[str] = (), force: bool = False,
         if missing := [d for d in e.depends_on if d not in chosen and not (root / d / "metrics.json").is_file()]:
             raise ReproduceError(f"{e.experiment} depends on {missing}, which have no results in {root}; "
                                  f"run them first (drop --only)")
-        key_data = run_key(e, scale, root, params_root)
+        key_data = run_key(e, scale, root, params_root, notebooks_dir)
         key = nbhelp.cache_key(key_data)
         if not force and is_done(e, root, key):
             log(f"[{i}/{len(selected)}] {e.experiment}: results for key {key} exist, skipped")

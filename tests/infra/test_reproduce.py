@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from workbench import notebook as nbhelp
 from workbench import reproduce
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +124,27 @@ def test_stale_stage_of_a_killed_run_is_removed_live_one_kept(tmp_path):
         (d / "metrics.json").write_text("{}")
     assert reproduce.remove_stale_stages(tmp_path) == [stale]
     assert not stale.exists() and live.is_dir() and result.is_dir()
+
+
+def test_results_are_reused_on_this_machine_only_and_notebook_edits_rerun(tiny):
+    nbs, res = tiny
+    entry = reproduce.read_manifest(_manifest(nbs / "m.yaml", [{"notebook": "a.ipynb", "experiment": "a",
+                                                                "params": None}]), nbs)[0]
+    key = lambda: nbhelp.cache_key(reproduce.run_key(entry, "smoke", res, None, nbs))  # noqa: E731
+    k0 = key()
+    (res / "a").mkdir(parents=True)
+    for name in ("metrics.json", "a.ipynb"):
+        (res / "a" / name).write_text("{}")
+    (res / "a" / "run.json").write_text(json.dumps({"key": k0}))
+    assert not reproduce.is_done(entry, res, k0)  # committed results, fresh clone: no ledger -> re-run
+    (res / ".ledger").mkdir()
+    (res / ".ledger" / "a.json").write_text(json.dumps({"key": k0}))
+    assert reproduce.is_done(entry, res, k0)  # finished here with the same key -> skipped
+
+    nb = nbformat.read(nbs / "a.ipynb", as_version=4)
+    nb.cells[1].metadata["collapsed"] = True  # metadata / outputs do not count
+    nbformat.write(nb, nbs / "a.ipynb")
+    assert key() == k0
+    nb.cells[1].source += "\nEdited."
+    nbformat.write(nb, nbs / "a.ipynb")
+    assert key() != k0 and not reproduce.is_done(entry, res, key())
