@@ -160,8 +160,10 @@ def machine() -> dict[str, Any]:
 
 
 def provenance(params: Mapping[str, Any] | None, scale: str | None, seed: Any) -> dict[str, Any]:
-    """Git commit + dirty flag (tracked files modified), UTC date, scale, seed, parameters and machine."""
-    status = _git("--no-optional-locks", "status", "--porcelain", "--untracked-files=no")
+    """Git commit + dirty flag (tracked files modified outside `results/`), UTC date, scale, seed, parameters and
+    machine. Regenerated results are not code: they do not make a run dirty."""
+    status = _git("--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)results")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
