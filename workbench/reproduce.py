@@ -151,7 +151,7 @@ def run_key(entry: Entry, scale: str, root: Path, params_root: Path | None,
     nb_path = (notebooks_dir if notebooks_dir is not None else NOTEBOOKS_DIR) / entry.notebook
     return {
         "notebook": entry.notebook,
-        "cells": _cells_hash(nb_path) if nb_path.is_file() else None,
+        "cells": _cells_hash(nb_path),
         "experiment": entry.experiment,
         "parameters": notebook_parameters(entry, scale),
         "preset": preset,
@@ -231,15 +231,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stage_prefix(experiment: str) -> str:
+    """`.stage-<experiment>-<pid>-`; `tempfile.mkdtemp` appends a hyphen-free random suffix."""
+    return f".stage-{experiment}-{os.getpid()}-"
+
+
 def remove_stale_stages(root: Path) -> list[Path]:
-    """Delete `.stage-<experiment>-<pid>-*` dirs left by a killed run (their pid is gone); returns them.
+    """Delete `_stage_prefix` dirs left by a killed run (their pid is gone); returns them.
 
     A stage of a live run (its pid alive) is left alone, so two batches on one results dir do not collide.
     """
     removed = []
     for d in root.glob(".stage-*"):
-        pid = next((int(part) for part in d.name.split("-")[2:] if part.isdigit()), None)
-        if d.is_dir() and pid is not None and not _alive(pid):
+        pid = d.name.rsplit("-", 2)[-2]  # the field before the random suffix, whatever hyphens the name has
+        if d.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
@@ -263,7 +268,7 @@ def run_entry(entry: Entry, scale: str, root: Path, notebooks_dir: Path, key: st
 
     nb_path = notebooks_dir / entry.notebook
     root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=root, prefix=f".stage-{entry.experiment}-{os.getpid()}-"))
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=_stage_prefix(entry.experiment)))
     executed = stage / Path(entry.notebook).name
     start = time.perf_counter()
     try:
@@ -293,7 +298,7 @@ def run_entry(entry: Entry, scale: str, root: Path, notebooks_dir: Path, key: st
         "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
     _replace_dir(stage, root / entry.experiment)
-    results.write_json(_ledger(root, entry.experiment), {"key": key, "seconds": round(seconds, 2)})
+    results.write_json(_ledger(root, entry.experiment), {"key": key})  # seconds etc. stay in run.json
     return seconds
 
 
