@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,21 +43,43 @@ def _chunks(arrays: Arrays, batch_size: int):
         yield batch, real
 
 
+_JITTED: OrderedDict[tuple[int, str], tuple[Callable, Callable]] = OrderedDict()
+_JITTED_MAX = 32
+
+
+def _jit_once(fn: Callable, kind: str, wrap: Callable[[Callable], Callable]) -> Callable:
+    """`jax.jit(wrap(fn))`, built once per `fn` object and reused, so that evaluating one model's function every
+    few training steps compiles once instead of at every call. Keeps the last `_JITTED_MAX` functions (held
+    strongly, so an `id` cannot be reused while its entry lives)."""
+    key = (id(fn), kind)
+    hit = _JITTED.get(key)
+    if hit is not None and hit[0] is fn:
+        _JITTED.move_to_end(key)
+        return hit[1]
+    jfn = jax.jit(wrap(fn))
+    _JITTED[key] = (fn, jfn)
+    while len(_JITTED) > _JITTED_MAX:
+        _JITTED.popitem(last=False)
+    return jfn
+
+
 def predict(fn: Callable[[Any, dict], jnp.ndarray], params: Any, arrays: Arrays, batch_size: int = 32) -> np.ndarray:
-    """Concatenate `fn(params, batch)` over the rows of `arrays` (one compilation)."""
-    jfn = jax.jit(fn)
+    """Concatenate `fn(params, batch)` over the rows of `arrays` (compiled once per `fn` and batch shape)."""
+    jfn = _jit_once(fn, "predict", lambda f: f)
     outs = [np.asarray(jfn(params, b))[:real] for b, real in _chunks(arrays, batch_size)]
     return np.concatenate(outs, axis=0)
 
 
 def eval_loss(loss_fn: Callable, params: Any, arrays: Arrays, batch_size: int = 32) -> dict[str, float]:
     """Token-weighted mean of a token-level loss factory's loss and accuracy over all rows (filler rows are
-    all padding, so they carry no weight); perplexity = exp(loss)."""
-    def per_batch(p, batch):
-        loss, m = loss_fn(p, batch)
-        return loss * m["tokens"], m["accuracy"] * m["tokens"], m["tokens"]
+    all padding, so they carry no weight); perplexity = exp(loss). Compiled once per `loss_fn` and shape."""
+    def token_sums(fn: Callable) -> Callable:
+        def per_batch(p, batch):
+            loss, m = fn(p, batch)
+            return loss * m["tokens"], m["accuracy"] * m["tokens"], m["tokens"]
+        return per_batch
 
-    jfn = jax.jit(per_batch)
+    jfn = _jit_once(loss_fn, "eval_loss", token_sums)
     tot = np.zeros(3)
     for b, _ in _chunks(arrays, batch_size):
         tot += np.asarray(jax.device_get(jfn(params, b)), np.float64)

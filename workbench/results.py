@@ -99,10 +99,14 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_table(df, out_dir: str | os.PathLike, name: str, floatfmt: str = ".4g") -> tuple[Path, Path]:
     """Write a pandas DataFrame as `<name>.csv` and `<name>.md` (GitHub Markdown); returns both paths.
-    A named or non-default index (e.g. after `set_index("model")`) is written as the first column(s)."""
+    A named or non-default index (e.g. after `set_index("model")`) is written as the first column(s); multi-level
+    column headers (after `.agg(["mean", "std"])` or a pivot) are flattened to one row: "accuracy mean"."""
     import pandas as pd
 
     out_dir = Path(out_dir)
+    if isinstance(df.columns, pd.MultiIndex):
+        df = df.copy()
+        df.columns = [" ".join(str(level) for level in col if str(level) != "") for col in df.columns]
     index = not (isinstance(df.index, pd.RangeIndex) and df.index.name is None)  # keep a meaningful index
     csv = write_text(out_dir / f"{name}.csv", df.to_csv(index=index))
     md = write_text(out_dir / f"{name}.md", df.to_markdown(index=index, floatfmt=floatfmt) + "\n")

@@ -45,6 +45,35 @@ def test_eval_loss_matches_loss_fn_and_ignores_filler_rows():
         evaluate.eval_loss(loss_fn, params, {"tokens": toks[:0]})
 
 
+def test_eval_loss_and_predict_compile_once_per_function():
+    cfg = C.decoder_preset("tiny")
+    p0, p1 = decoder.init(cfg, jax.random.key(0)), decoder.init(cfg, jax.random.key(1))
+    toks = np.random.default_rng(1).integers(3, 500, size=(6, 12)).astype(np.int32)
+    inner, traces = objectives.causal_lm_loss(cfg), []
+
+    def loss_fn(params, batch):
+        traces.append(1)  # Python side effect: runs only while JAX traces
+        return inner(params, batch)
+
+    a = evaluate.eval_loss(loss_fn, p0, {"tokens": toks}, batch_size=4)
+    b = evaluate.eval_loss(loss_fn, p1, {"tokens": toks}, batch_size=4)  # new params, same program
+    assert len(traces) == 1
+    assert a["loss"] != b["loss"] and abs(b["loss"] - float(inner(p1, {"tokens": toks})[0])) < 1e-5
+    other = evaluate.eval_loss(lambda p, x: loss_fn(p, x), p0, {"tokens": toks}, batch_size=4)
+    assert len(traces) == 2 and other["loss"] == a["loss"]  # another function object compiles its own program
+
+    calls = []
+
+    def logits(params, batch):
+        calls.append(1)
+        return decoder.forward(params, cfg, batch["tokens"])[:, -1]
+
+    first = evaluate.predict(logits, p0, {"tokens": toks}, batch_size=4)
+    second = evaluate.predict(logits, p1, {"tokens": toks}, batch_size=4)
+    assert len(calls) == 1 and first.shape == second.shape == (6, cfg.vocab_size)
+    assert not np.allclose(first, second)
+
+
 def test_metrics():
     m = evaluate.classification_metrics(np.array([[2.0, 1], [0, 1], [0, 1], [1, 0]]), np.array([0, 1, 0, 1]))
     assert m["accuracy"] == 0.5 and abs(m["f1"] - 0.5) < 1e-9

@@ -1,4 +1,8 @@
-"""notebook.load_params presets/overrides and cache keys."""
+"""notebook.load_params presets/overrides, cache keys and the compilation cache."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +50,16 @@ def test_cache_key_stable_and_order_free():
     assert a != nb.cache_key({"a": 2, "b": [1, 2], "c": {"x": 1.5}})
     assert len(a) == 16 and nb.checkpoint_dir("pre", {"a": 1}).name == f"pre-{nb.cache_key({'a': 1})}"
     assert nb.seeds(3) == [3] and nb.seeds([0, 1]) == [0, 1]
+
+
+def test_use_compilation_cache_defaults_to_the_runners_folder(tmp_path):
+    code = ("from workbench import notebook as nb; import jax; print(nb.use_compilation_cache()); "
+            "print(jax.config.jax_persistent_cache_min_compile_time_secs)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "WORKBENCH_CACHE": str(tmp_path)},
+                         capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    assert out == [str(tmp_path / "jax-compilation"), "0"]  # the folder `workbench.reproduce` gives its kernels
+    chosen = tmp_path / "mine"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "JAX_COMPILATION_CACHE_DIR": str(chosen)},
+                         capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    assert out[0] == str(chosen)  # a folder the user chose wins

@@ -49,6 +49,19 @@ def test_save_table_and_figure(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG" and "<svg" in svg.read_text()
 
 
+def test_save_table_flattens_multilevel_columns(tmp_path):
+    runs = pd.DataFrame({"size": ["S", "S", "L", "L"], "kind": ["adapted", "scratch"] * 2,
+                         "loss": [1.0, 2.0, 3.0, 4.0]})
+    wide = runs.pivot_table(index="size", columns="kind", values="loss", aggfunc=["mean"])
+    csv, md = results.save_table(wide, tmp_path, "final")
+    header = md.read_text().splitlines()[0]
+    assert "mean adapted" in header and "mean scratch" in header and "('" not in header
+    back = pd.read_csv(csv)
+    assert list(back.columns) == ["size", "mean adapted", "mean scratch"]
+    assert back.set_index("size").loc["L", "mean scratch"] == 4.0
+    assert isinstance(wide.columns, pd.MultiIndex)  # the caller's frame is left as it was
+
+
 def test_provenance_fields():
     prov = results.provenance({"lr": 1e-3}, "smoke", [0, 1])
     assert {"git_commit", "git_dirty", "date_utc", "scale", "seed", "parameters", "machine"} <= set(prov)
