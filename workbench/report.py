@@ -210,6 +210,34 @@ def _img(alt: str, png: bytes) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _read_table(path: str | os.PathLike):
+    """A results CSV as a DataFrame for display: an integer column with gaps (which CSV reads back as floats)
+    becomes integers again."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    for c in df.columns:
+        col = df[c].dropna()
+        if (df[c].dtype.kind == "f" and 0 < len(col) < len(df) and (col % 1 == 0).all()
+                and col.abs().max() < 2**53):
+            df[c] = df[c].astype("Int64")
+    return df
+
+
+def _markdown_table(df) -> str:
+    """GitHub Markdown; missing cells as '—', booleans as words."""
+    import pandas as pd
+    from tabulate import tabulate
+
+    def cell(v: Any) -> Any:
+        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+            return None
+        return str(v) if isinstance(v, bool) or type(v).__name__ == "bool_" else v
+
+    rows = [[cell(v) for v in row] for row in df.astype(object).itertuples(index=False)]
+    return tabulate(rows, headers=[str(c) for c in df.columns], tablefmt="pipe", floatfmt=".4g", missingval="—")
+
+
 def _html_block(b: Any) -> str:
     if isinstance(b, Raw):
         return b.html
@@ -227,9 +255,7 @@ def _html_block(b: Any) -> str:
         if p.suffix == ".png":
             return _img(p.name, p.read_bytes())
         if p.suffix == ".csv":
-            import pandas as pd
-
-            return _html_block(pd.read_csv(p))
+            return _html_block(_read_table(p))
         return f"<pre>{html.escape(p.read_text(encoding='utf-8'))}</pre>"
     if isinstance(b, Mapping):
         rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
@@ -280,9 +306,7 @@ def _md_block(b: Any, out_dir: Path, name: str) -> str:
         if p.suffix in (".png", ".svg"):
             return f"![{p.stem}]({Path(rel).as_posix()})"
         if p.suffix == ".csv":
-            import pandas as pd
-
-            return pd.read_csv(p).to_markdown(index=False, floatfmt=".4g")
+            return _markdown_table(_read_table(p))
         return p.read_text(encoding="utf-8").strip()
     if isinstance(b, Mapping):
         return "\n".join(["| key | value |", "|---|---|"]

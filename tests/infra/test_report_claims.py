@@ -63,3 +63,16 @@ def test_render_html_self_contained_and_markdown(tmp_path):
     plt.close(fig)
     assert "| id" in md and "](figures/figures-0.png)" in md and "](f.svg)" in md
     assert (tmp_path / "figures" / "figures-0.png").is_file()
+
+
+def test_report_tables_show_gapped_integers_and_missing_cells(tmp_path):
+    counts = pd.DataFrame({"preset": ["2B", "2B-2B"], "params": [2_614_341_888, 5_596_853_760],
+                           "paper": pd.array([None, 5_596_853_760], dtype="Int64"), "matches": [None, True],
+                           "flops": [5.1e12, 1.2e13]})
+    counts.to_csv(tmp_path / "counts.csv", index=False)
+    df = report._read_table(tmp_path / "counts.csv")
+    assert str(df["paper"].dtype) == "Int64" and df["flops"].dtype.kind == "f"  # only gapped integers change
+    rows = report._markdown_table(df).splitlines()
+    assert rows[2].count("—") == 2  # the 2B row has no paper count and no verdict
+    assert "5596853760" in rows[3] and "True" in rows[3] and "1.2e+13" in rows[3]
+    assert "nan" not in report._markdown_table(df) and "e+09" not in rows[3]
