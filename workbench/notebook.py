@@ -144,13 +144,18 @@ def checkpoint_dir(name: str, params: Mapping[str, Any]) -> Path:
     return (Path(root) if root else cache_root() / "checkpoints") / f"{name}-{cache_key(params)}"
 
 
+def compilation_cache_dir() -> Path:
+    """The persistent JAX compilation cache of notebooks and `workbench.reproduce`: `<cache>/jax-compilation`."""
+    return cache_root() / "jax-compilation"
+
+
 def use_compilation_cache() -> Path:
     """Turn on JAX's persistent compilation cache and return its folder: `$JAX_COMPILATION_CACHE_DIR` if set
-    (`workbench.reproduce` sets it for its kernels), else `<cache>/jax-compilation`, the runner's folder.
-    Another seed, or a re-run notebook, compiles the same programs again; the cache makes that a lookup."""
+    (`workbench.reproduce` sets it for its kernels), else `compilation_cache_dir()`. Another seed, or a
+    re-run notebook, compiles the same programs again; the cache makes that a lookup."""
     import jax
 
     if not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax-compilation"))
+        jax.config.update("jax_compilation_cache_dir", str(compilation_cache_dir()))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     return Path(jax.config.jax_compilation_cache_dir)

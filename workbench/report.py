@@ -232,7 +232,7 @@ def _markdown_table(df) -> str:
     def cell(v: Any) -> Any:
         if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
             return None
-        return str(v) if isinstance(v, bool) or type(v).__name__ == "bool_" else v
+        return str(v) if isinstance(v, bool) else v
 
     rows = [[cell(v) for v in row] for row in df.astype(object).itertuples(index=False)]
     return tabulate(rows, headers=[str(c) for c in df.columns], tablefmt="pipe", floatfmt=".4g", missingval="—")

@@ -251,13 +251,13 @@ def remove_stale_stages(root: Path) -> list[Path]:
 
 
 def jax_cache_env() -> dict[str, str]:
-    """Persistent XLA compilation cache for the kernels (`<cache>/jax-compilation`), unless the user set one.
+    """Persistent XLA compilation cache for the kernels (`nb.compilation_cache_dir()`), unless the user set one.
 
     Compilation dominates small-scale notebooks on CPU (the smoke tour: ~2x faster on a warm cache).
     """
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return {}
-    return {"JAX_COMPILATION_CACHE_DIR": str(nbhelp.cache_root() / "jax-compilation"),
+    return {"JAX_COMPILATION_CACHE_DIR": str(nbhelp.compilation_cache_dir()),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
 
