@@ -46,9 +46,10 @@ def test_reproduce_smoke_chain(tmp_path):
             assert list(out.glob("*.png")) and list(out.glob("*.svg")), f"{entry['experiment']}: no figure"
     sizes = json.loads((tmp_path / "results" / "sizes" / "metrics.json").read_text())["metrics"]
     for name, claim in sizes["claims"].items():  # every claim: one value per seed, latency ratios included
-        values = {k: v for k, v in claim.items() if k != "seeds"}
-        assert values and all(len(v) == len(claim["seeds"]) for v in values.values()), (name, claim)
-    assert len(sizes["claims"]["L-S has S-like latency"]["ratio_to_S-S"]) == len(sizes["seeds"])
+        series = [v if isinstance(v, dict) else {"seeds": claim["seeds"], "values": v}
+                  for k, v in claim.items() if k != "seeds"]
+        assert series and all(len(s["values"]) == len(s["seeds"]) for s in series), (name, claim)
+    assert len(sizes["claims"]["L-S has S-like latency"]["ratio_to_S-S"]["values"]) == len(sizes["seeds"])
     enc = json.loads((tmp_path / "results" / "gemma_encoder" / "metrics.json").read_text())["metrics"]
     for claim in ("bidirectional_gt_causal", "simple_pooling_ge_attention", "dropout_effect", "adapted_gt_scratch",
                   "encdec_encoder_gt_decoder_encoder"):
