@@ -1,4 +1,4 @@
-"""Decoder-only Gemma 2 language model as pure functions over a plain parameter dict.
+"""Decoder-only Gemma (2 or 3) language model as pure functions over a plain parameter dict.
 
 params = {'embedder': {'embedding'}, 'layer_0': {...}, ..., 'final_norm': {'scale'}}; the LM head is tied.
 """
@@ -39,7 +39,7 @@ def _forward(stack: Stack, tokens_BxL, mask_BxL=None, attention="causal", prefix
     mask_BxL = _check_tokens(tokens_BxL, mask_BxL)
     attn_mask = masks.self_attention_mask(mask_BxL, attention, prefix_BxL)
     hidden_BxLxD, _ = stack(stack.embed_tokens(tokens_BxL), attn_mask, masks.positions_from_mask(mask_BxL),
-                            deterministic)
+                            deterministic, bidirectional=attention == "bidirectional")
     return hidden_BxLxD if return_hidden else stack.logits(hidden_BxLxD)
 
 

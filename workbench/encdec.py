@@ -1,8 +1,10 @@
-"""Encoder-decoder (T5Gemma) as pure functions over a plain parameter dict.
+"""Encoder-decoder (T5Gemma, T5Gemma 2) as pure functions over a plain parameter dict.
 
 params = {'encoder': {'embedder', 'layer_i', 'final_norm'}, 'decoder': {'embedder', 'layer_i' (with
 'pre_cross_attn_norm', 'cross_attn', 'post_cross_attn_norm'), 'final_norm'}}. With `tie_embeddings` the
-encoder has no embedder and reads the decoder's. Decoder inputs are the targets shifted right (BOS first).
+encoder has no embedder and reads the decoder's. With `merged_attention` (T5Gemma 2) a decoder layer has no
+cross-attention sub-block: its `attn` attends to [decoder states; encoder outputs] (plus `cross_k_proj` /
+`cross_v_proj` for a wider encoder). Decoder inputs are the targets shifted right (BOS first).
 """
 
 from __future__ import annotations
@@ -28,15 +30,18 @@ class EncoderDecoder(nn.Module):
     cfg: EncDecConfig
 
     def setup(self) -> None:
-        self.encoder = Stack(self.cfg.encoder, embed=not self.cfg.tie_embeddings)
-        self.decoder = Stack(self.cfg.decoder, cross=True)
+        cfg = self.cfg
+        self.encoder = Stack(cfg.encoder, embed=not cfg.tie_embeddings)
+        self.decoder = Stack(cfg.decoder, cross="merged" if cfg.merged_attention else "separate",
+                             own_cross_kv=cfg.merged_attention and not cfg.merged_shared_kv)
 
     def encode(self, tokens_BxS, mask_BxS=None, attention="bidirectional", deterministic=True):
         mask_BxS = _check_tokens(tokens_BxS, mask_BxS)
         embed = self.decoder if self.cfg.tie_embeddings else self.encoder
         x_BxSxD = embed.embed_tokens(tokens_BxS)
         hidden, _ = self.encoder(x_BxSxD, masks.self_attention_mask(mask_BxS, attention),
-                                 masks.positions_from_mask(mask_BxS), deterministic)
+                                 masks.positions_from_mask(mask_BxS), deterministic,
+                                 bidirectional=attention == "bidirectional")
         return hidden
 
     def decode(self, tokens_BxT, enc_BxSxE, enc_mask_BxS, dec_mask_BxT=None, deterministic=True, cache=None,

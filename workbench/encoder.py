@@ -37,7 +37,7 @@ class EncoderOnly(nn.Module):
         mask_BxL = _check_tokens(tokens_BxL, mask_BxL)
         kind = "causal" if self.cfg.causal else "bidirectional"
         hidden, _ = self.encoder(self.encoder.embed_tokens(tokens_BxL), masks.self_attention_mask(mask_BxL, kind),
-                                 masks.positions_from_mask(mask_BxL), deterministic)
+                                 masks.positions_from_mask(mask_BxL), deterministic, bidirectional=not self.cfg.causal)
         if self.cfg.pooling == "attention":
             return self.pooler(hidden, mask_BxL)
         return pooling.POOLERS[self.cfg.pooling](hidden, mask_BxL)

@@ -1,4 +1,7 @@
-"""Gemma 2 building blocks (Flax Linen): RMSNorm, RoPE, GQA attention with soft-capping, GeGLU, blocks.
+"""Gemma building blocks (Flax Linen): RMSNorm, RoPE, GQA attention (soft-cap, QK-norm, merged), GeGLU, blocks.
+
+One block serves every family: Gemma 2 and Gemma 3 differ only in `GemmaConfig` options (see
+`config.ARCHITECTURES`).
 
 Parameters are plain nested dicts; kernels are [in, out] (the transpose of a PyTorch Linear weight).
 Shape suffixes: B batch, L query length, S key length, D width, H query heads, K kv heads, G = H // K,
@@ -26,10 +29,16 @@ def soft_cap(x: jnp.ndarray, cap: float | None) -> jnp.ndarray:
     return x if cap is None else cap * jnp.tanh(x / cap)
 
 
-def apply_rope(x_BxLxNxh: jnp.ndarray, positions_BxL: jnp.ndarray, theta: float) -> jnp.ndarray:
-    """Rotary embedding, half-split convention (as Gemma and transformers), computed in fp32."""
+def apply_rope(x_BxLxNxh: jnp.ndarray, positions_BxL: jnp.ndarray, theta: float,
+               scale: float = 1.0) -> jnp.ndarray:
+    """Rotary embedding, half-split convention (as Gemma and transformers), computed in fp32.
+
+    `scale` > 1 is linear RoPE scaling (frequencies divided by `scale`, as Gemma 3's global layers).
+    """
     h = x_BxLxNxh.shape[-1]
     inv_freq = 1.0 / (theta ** (jnp.arange(0, h, 2, dtype=jnp.float32) / h))
+    if scale != 1.0:
+        inv_freq = inv_freq / scale
     angles_BxLxh2 = positions_BxL[..., None].astype(jnp.float32) * inv_freq
     sin, cos = jnp.sin(angles_BxLxh2)[:, :, None, :], jnp.cos(angles_BxLxh2)[:, :, None, :]
     x = x_BxLxNxh.astype(jnp.float32)
@@ -59,20 +68,30 @@ def _dense(features: int, cfg: GemmaConfig, name: str, fan_in_scale: float = 1.0
 
 
 class Embedder(nn.Module):
-    """Token embedding scaled by sqrt(D) (in the activation dtype); `decode` is the tied LM head."""
+    """Token embedding scaled by sqrt(D) (in the activation dtype); `decode` is the tied LM head.
+
+    With `eoi_token_id` (T5Gemma 2) that token's input embedding is the learned, unscaled `eoi_embedding`.
+    """
 
     vocab_size: int
     embed_dim: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    eoi_token_id: int | None = None
 
     def setup(self) -> None:
         init = nn.initializers.normal(stddev=1.0 / math.sqrt(self.embed_dim))
         self.embedding = self.param("embedding", init, (self.vocab_size, self.embed_dim), self.param_dtype)
+        if self.eoi_token_id is not None:
+            self.eoi_embedding = self.param("eoi_embedding", nn.initializers.zeros_init(), (self.embed_dim,),
+                                            self.param_dtype)
 
     def encode(self, tokens_BxL: jnp.ndarray) -> jnp.ndarray:
         x = jnp.take(self.embedding, tokens_BxL, axis=0).astype(self.dtype)
-        return x * jnp.asarray(math.sqrt(self.embed_dim), self.dtype)
+        x = x * jnp.asarray(math.sqrt(self.embed_dim), self.dtype)
+        if self.eoi_token_id is not None:
+            x = jnp.where((tokens_BxL == self.eoi_token_id)[..., None], self.eoi_embedding.astype(self.dtype), x)
+        return x
 
     def decode(self, x_BxLxD: jnp.ndarray) -> jnp.ndarray:
         return jnp.einsum("bld,vd->blv", x_BxLxD, self.embedding.astype(self.dtype),
@@ -80,51 +99,75 @@ class Embedder(nn.Module):
 
 
 class Attention(nn.Module):
-    """Grouped-query attention with query pre-scaling and logit soft-capping (before masking).
+    """Grouped-query attention with query pre-scaling, optional QK-norm and logit soft-capping (before masking).
 
-    Self-attention applies RoPE; cross-attention (`cross=True`) reads K/V from `kv_input` (any width) and
-    uses no RoPE. With a `cache` ({'k', 'v'} [B, S_max, K, h]), new K/V are written at `cache_index`; for
-    cross-attention a cache that already holds K/V is used as is (pass `kv_input=None`).
+    mode 'self': RoPE on q and k (base and scale of this layer's kind). mode 'cross': K/V from `kv_input` (any
+    width), no RoPE. mode 'merged' (T5Gemma 2 decoder): one softmax over [self keys; encoder keys], the
+    encoder part projected by the same k/v kernels (or by `cross_k_proj` / `cross_v_proj` with `own_cross_kv`,
+    for a wider encoder), QK-norm on both key parts, RoPE on the self part only; the mask is
+    [self mask | cross mask]. Caches are {'k', 'v'} [B, S_max, K, h]: self K/V are written at
+    `cache_index`; a cross cache that already holds K/V is used as is (pass `kv_input=None`). In 'merged'
+    mode `cache` is a pair (self cache, cross cache).
     """
 
     cfg: GemmaConfig
-    cross: bool = False
+    mode: str = "self"
+    kind: str = "global"
+    own_cross_kv: bool = False
+
+    def _cross_kv(self, k_proj, v_proj, k_norm, kv_input, cache, B: int):
+        cfg = self.cfg
+        K, h = cfg.num_kv_heads, cfg.head_dim
+        if kv_input is None:
+            if cache is None:
+                raise ValueError("cross-attention needs kv_input or a filled cache")
+            return cache["k"], cache["v"], cache
+        S = kv_input.shape[1]
+        k_BxSxKxh = k_norm(k_proj(kv_input).reshape(B, S, K, h))
+        v_BxSxKxh = v_proj(kv_input).reshape(B, S, K, h)
+        return k_BxSxKxh, v_BxSxKxh, (None if cache is None else {"k": k_BxSxKxh, "v": v_BxSxKxh})
 
     @nn.compact
     def __call__(self, x_BxLxD: jnp.ndarray, mask_BxLxS: jnp.ndarray, positions_BxL: jnp.ndarray | None = None,
-                 kv_input: jnp.ndarray | None = None, cache: Cache | None = None,
-                 cache_index: jnp.ndarray | None = None) -> tuple[jnp.ndarray, Cache | None]:
+                 kv_input: jnp.ndarray | None = None, cache: Any = None, cache_index: jnp.ndarray | None = None,
+                 cross_mask_BxLxS: jnp.ndarray | None = None) -> tuple[jnp.ndarray, Any]:
         cfg = self.cfg
         H, K, h = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         B, L, _ = x_BxLxD.shape
-        q_BxLxHxh = _dense(H * h, cfg, "q_proj")(x_BxLxD).reshape(B, L, H, h)
+        if cfg.qk_norm:
+            q_norm = RMSNorm(cfg.rms_norm_eps, cfg.weight_dtype, name="q_norm")
+            k_norm = RMSNorm(cfg.rms_norm_eps, cfg.weight_dtype, name="k_norm")
+        else:
+            q_norm = k_norm = lambda t: t  # noqa: E731
+        q_BxLxHxh = q_norm(_dense(H * h, cfg, "q_proj")(x_BxLxD).reshape(B, L, H, h))
         k_proj, v_proj = _dense(K * h, cfg, "k_proj"), _dense(K * h, cfg, "v_proj")
 
-        if self.cross:
-            if kv_input is not None:
-                S = kv_input.shape[1]
-                k_BxSxKxh = k_proj(kv_input).reshape(B, S, K, h)
-                v_BxSxKxh = v_proj(kv_input).reshape(B, S, K, h)
-                if cache is not None:
-                    cache = {"k": k_BxSxKxh, "v": v_BxSxKxh}
-            else:
-                if cache is None:
-                    raise ValueError("cross-attention needs kv_input or a filled cache")
-                if self.is_initializing():  # pragma: no cover - init always passes kv_input
-                    raise ValueError("cannot initialise cross-attention from a cache")
-                k_BxSxKxh, v_BxSxKxh = cache["k"], cache["v"]
+        if self.mode == "cross":
+            k_BxSxKxh, v_BxSxKxh, cache = self._cross_kv(k_proj, v_proj, k_norm, kv_input, cache, B)
         else:
-            k_BxLxKxh = k_proj(x_BxLxD).reshape(B, L, K, h)
+            self_cache, cross_cache = cache if self.mode == "merged" and cache is not None else (cache, None)
+            theta, scale = cfg.rope_for(self.kind)
+            k_BxLxKxh = apply_rope(k_norm(k_proj(x_BxLxD).reshape(B, L, K, h)), positions_BxL, theta, scale)
             v_BxLxKxh = v_proj(x_BxLxD).reshape(B, L, K, h)
-            q_BxLxHxh = apply_rope(q_BxLxHxh, positions_BxL, cfg.rope_theta)
-            k_BxLxKxh = apply_rope(k_BxLxKxh, positions_BxL, cfg.rope_theta)
-            if cache is not None:
+            q_BxLxHxh = apply_rope(q_BxLxHxh, positions_BxL, theta, scale)
+            if self_cache is not None:
                 idx = (0, cache_index, 0, 0)
-                k_BxSxKxh = jax.lax.dynamic_update_slice(cache["k"], k_BxLxKxh.astype(cache["k"].dtype), idx)
-                v_BxSxKxh = jax.lax.dynamic_update_slice(cache["v"], v_BxLxKxh.astype(cache["v"].dtype), idx)
-                cache = {"k": k_BxSxKxh, "v": v_BxSxKxh}
+                k_BxSxKxh = jax.lax.dynamic_update_slice(self_cache["k"], k_BxLxKxh.astype(self_cache["k"].dtype), idx)
+                v_BxSxKxh = jax.lax.dynamic_update_slice(self_cache["v"], v_BxLxKxh.astype(self_cache["v"].dtype), idx)
+                self_cache = {"k": k_BxSxKxh, "v": v_BxSxKxh}
             else:
                 k_BxSxKxh, v_BxSxKxh = k_BxLxKxh, v_BxLxKxh
+            cache = self_cache
+            if self.mode == "merged":
+                if self.own_cross_kv:
+                    ck_proj, cv_proj = _dense(K * h, cfg, "cross_k_proj"), _dense(K * h, cfg, "cross_v_proj")
+                else:
+                    ck_proj, cv_proj = k_proj, v_proj
+                ck, cv, cross_cache = self._cross_kv(ck_proj, cv_proj, k_norm, kv_input, cross_cache, B)
+                k_BxSxKxh = jnp.concatenate([k_BxSxKxh, ck.astype(k_BxSxKxh.dtype)], axis=1)
+                v_BxSxKxh = jnp.concatenate([v_BxSxKxh, cv.astype(v_BxSxKxh.dtype)], axis=1)
+                mask_BxLxS = jnp.concatenate([mask_BxLxS, cross_mask_BxLxS], axis=-1)
+                cache = None if self_cache is None else (self_cache, cross_cache)
 
         q_BxLxHxh = q_BxLxHxh * jnp.asarray(cfg.query_pre_attn_scalar ** -0.5, q_BxLxHxh.dtype)
         q_BxLxKxGxh = q_BxLxHxh.reshape(B, L, K, H // K, h)
@@ -151,11 +194,20 @@ class FeedForward(nn.Module):
         return _dense(x_BxLxD.shape[-1], cfg, "down_proj")(nn.gelu(gate_BxLxF, approximate=True) * up_BxLxF)
 
 
+CrossMode = str  # 'none' | 'separate' (T5Gemma: cross-attention after self-attention) | 'merged' (T5Gemma 2)
+
+
 class Block(nn.Module):
-    """Pre-norm -> self-attn -> post-norm -> residual; [cross-attn likewise]; pre-norm -> FFN -> post-norm."""
+    """Pre-norm -> self-attn -> post-norm -> residual; [cross-attn likewise]; pre-norm -> FFN -> post-norm.
+
+    `kind` ('local' / 'global') picks the layer's RoPE base and scale; with `cross='merged'` the self-attention
+    also attends to the encoder outputs (one attention, no separate cross-attention sub-block).
+    """
 
     cfg: GemmaConfig
-    cross: bool = False
+    cross: CrossMode = "none"
+    kind: str = "global"
+    own_cross_kv: bool = False
 
     @nn.compact
     def __call__(self, x_BxLxD: jnp.ndarray, mask_BxLxS: jnp.ndarray, positions_BxL: jnp.ndarray,
@@ -167,15 +219,23 @@ class Block(nn.Module):
         drop = nn.Dropout(cfg.dropout_rate, deterministic=deterministic)
         new_cache: dict[str, Cache] = {}
 
-        y, c = Attention(cfg, name="attn")(norm("pre_attention_norm")(x_BxLxD), mask_BxLxS, positions_BxL,
-                                           cache=None if cache is None else cache["self"], cache_index=cache_index)
-        new_cache["self"] = c
+        h_BxLxD = norm("pre_attention_norm")(x_BxLxD)
+        if self.cross == "merged":
+            y, c = Attention(cfg, "merged", self.kind, self.own_cross_kv, name="attn")(
+                h_BxLxD, mask_BxLxS, positions_BxL, kv_input=enc_BxSxE,
+                cache=None if cache is None else (cache["self"], cache["cross"]), cache_index=cache_index,
+                cross_mask_BxLxS=cross_mask_BxLxS)
+            if c is not None:
+                new_cache["self"], new_cache["cross"] = c
+        else:
+            y, new_cache["self"] = Attention(cfg, "self", self.kind, name="attn")(
+                h_BxLxD, mask_BxLxS, positions_BxL, cache=None if cache is None else cache["self"],
+                cache_index=cache_index)
         x_BxLxD = x_BxLxD + drop(norm("post_attention_norm")(y))
-        if self.cross:
-            y, c = Attention(cfg, cross=True, name="cross_attn")(
+        if self.cross == "separate":
+            y, new_cache["cross"] = Attention(cfg, "cross", self.kind, name="cross_attn")(
                 norm("pre_cross_attn_norm")(x_BxLxD), cross_mask_BxLxS, kv_input=enc_BxSxE,
                 cache=None if cache is None else cache["cross"])
-            new_cache["cross"] = c
             x_BxLxD = x_BxLxD + drop(norm("post_cross_attn_norm")(y))
         y = FeedForward(cfg, name="mlp")(norm("pre_ffw_norm")(x_BxLxD))
         x_BxLxD = x_BxLxD + drop(norm("post_ffw_norm")(y))
@@ -183,33 +243,38 @@ class Block(nn.Module):
 
 
 class Stack(nn.Module):
-    """Embedding (optional) -> blocks with alternating local/global attention -> final norm.
+    """Embedding (optional) -> blocks with local/global attention -> final norm.
 
     `mask_BxLxS` is the base self-attention mask (causal / bidirectional / prefix, with padding); local
-    layers additionally apply the sliding window over absolute indices (`q_offset` shifts the queries when
-    decoding with a cache).
+    layers additionally apply the sliding window over absolute indices (`cache_index` shifts the queries
+    when decoding with a cache). `bidirectional` selects the window sides of the config's `window_rule`
+    (`masks.window_sides`). Merged cross-attention windows only the self part; the encoder part is global.
     """
 
     cfg: GemmaConfig
-    cross: bool = False
+    cross: CrossMode = "none"
     embed: bool = True
+    own_cross_kv: bool = False
 
     def setup(self) -> None:
         cfg = self.cfg
         if self.embed:
-            self.embedder = Embedder(cfg.vocab_size, cfg.embed_dim, cfg.activation_dtype, cfg.weight_dtype)
-        self.layers = [Block(cfg, cross=self.cross, name=f"layer_{i}") for i in range(cfg.num_layers)]
+            self.embedder = Embedder(cfg.vocab_size, cfg.embed_dim, cfg.activation_dtype, cfg.weight_dtype,
+                                     cfg.eoi_token_id)
+        self.layers = [Block(cfg, cross=self.cross, kind=kind, own_cross_kv=self.own_cross_kv, name=f"layer_{i}")
+                       for i, kind in enumerate(cfg.attention_types)]
         self.final_norm = RMSNorm(cfg.rms_norm_eps, cfg.weight_dtype)
 
     def __call__(self, x_BxLxD: jnp.ndarray, mask_BxLxS: jnp.ndarray, positions_BxL: jnp.ndarray,
                  deterministic: bool = True, enc_BxSxE: jnp.ndarray | None = None,
                  cross_mask_BxLxS: jnp.ndarray | None = None, cache: list | None = None,
-                 cache_index: jnp.ndarray | int = 0) -> tuple[jnp.ndarray, list | None]:
+                 cache_index: jnp.ndarray | int = 0, bidirectional: bool = False) -> tuple[jnp.ndarray, list | None]:
         cfg = self.cfg
         L, S = mask_BxLxS.shape[-2:]
         local_mask = mask_BxLxS
         if cfg.sliding_window is not None and "local" in cfg.attention_types:
-            band = masks.sliding_window_mask(jnp.arange(L) + cache_index, jnp.arange(S), cfg.sliding_window)
+            sides = masks.window_sides(cfg.sliding_window, cfg.window_rule, bidirectional)
+            band = masks.window_band(jnp.arange(L) + cache_index, jnp.arange(S), sides)
             local_mask = mask_BxLxS & band[None]
         new_cache = []
         for i, (layer, kind) in enumerate(zip(self.layers, cfg.attention_types, strict=True)):

@@ -38,6 +38,27 @@ def sliding_window_mask(q_idx_L: jnp.ndarray, k_idx_S: jnp.ndarray, window: int)
     return jnp.abs(q_idx_L[:, None] - k_idx_S[None, :]) <= window - 1
 
 
+def window_sides(window: int, rule: str = "symmetric", bidirectional: bool = False) -> tuple[int, int]:
+    """(left, right): a key k is in the window of query q when 0 <= q - k < left or 0 < k - q < right.
+
+    'symmetric' gives |q - k| <= window - 1 on both sides (the causal window, and Flax T5Gemma's encoder).
+    'split' is transformers' T5Gemma 2 encoder rule for fully bidirectional attention: left (w + 1) // 2,
+    right w // 2 + 1; causal and prefix attention keep the causal window w on the left.
+    """
+    if rule == "split" and bidirectional:
+        return (window + 1) // 2, window // 2 + 1
+    if rule not in ("symmetric", "split"):
+        raise ValueError(f"unknown window rule {rule!r}; use symmetric | split")
+    return window, window
+
+
+def window_band(q_idx_L: jnp.ndarray, k_idx_S: jnp.ndarray, sides: tuple[int, int]) -> jnp.ndarray:
+    """[L, S] two-sided window band over absolute indices (see `window_sides`)."""
+    d = q_idx_L[:, None] - k_idx_S[None, :]
+    left, right = sides
+    return ((d >= 0) & (d < left)) | ((d < 0) & (-d < right))
+
+
 def padding_mask(kv_mask_BxS: jnp.ndarray, length: int) -> jnp.ndarray:
     """[B, L, S]: keys that are real tokens, broadcast over L queries."""
     return jnp.broadcast_to(kv_mask_BxS.astype(bool)[:, None, :], (kv_mask_BxS.shape[0], length,

@@ -43,6 +43,35 @@ def experiment_dir(experiment: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------- atomic writes
+def current_umask() -> int:
+    """The process umask, read from /proc where possible (else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def apply_umask(path: str | os.PathLike, recursive: bool = False) -> None:
+    """Give `path` the mode a plain `open`/`mkdir` would (0666/0777 minus the umask).
+
+    `tempfile.mkstemp`/`mkdtemp` create 0600/0700 entries; atomic writers call this before renaming them into
+    place so that shared results and served files stay readable by others. `recursive` covers a directory tree.
+    """
+    mask = current_umask()
+    root = Path(path)
+    todo = [root]
+    if recursive and root.is_dir():
+        todo += sorted(root.rglob("*"))
+    for p in todo:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: bool) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +81,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
