@@ -15,12 +15,15 @@ Choices where the paper is silent (documented, parameterised):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from workbench import decoder, encdec, encoder
 from workbench.config import EncDecConfig, EncoderOnlyConfig, GemmaConfig
+from workbench.models import model_for
 from workbench.tree import path_str
 
 Params = dict[str, Any]
@@ -48,31 +51,53 @@ def _expected(init_fn, config) -> Params:
     return jax.eval_shape(lambda: init_fn(config, jax.random.key(0)))
 
 
+def _as_source(stack: GemmaConfig) -> GemmaConfig:
+    """The decoder-only checkpoint a stack is adapted from (an eoi embedding is added by the surgery)."""
+    return stack.replace(eoi_token_id=None)
+
+
+def _with_eoi(stack_params: Params, stack: GemmaConfig) -> Params:
+    """Add the eoi embedding of a T5Gemma 2 stack: the source's scaled embedding row of that token, so the
+    adapted model embeds every token exactly as its source did."""
+    emb = stack_params["embedder"]
+    if stack.eoi_token_id is None or "eoi_embedding" in emb:
+        return stack_params
+    row = emb["embedding"][stack.eoi_token_id].astype(stack.activation_dtype)
+    scaled = row * jnp.asarray(math.sqrt(stack.embed_dim), stack.activation_dtype)
+    return {**stack_params, "embedder": {**emb, "eoi_embedding": scaled.astype(emb["embedding"].dtype)}}
+
+
 def decoder_to_encdec(dec_params: Params, config: EncDecConfig, *, enc_params: Params | None = None,
                       rng: jax.Array | None = None, cross_norms: str = "copy") -> Params:
     """Encoder-decoder params from decoder-only checkpoint(s).
 
     Balanced (`enc_params is None`): both stacks from `dec_params`, cross-attention copied from the same
-    layer's self-attention. Unbalanced: encoder from `enc_params`, decoder from `dec_params`, cross-attention
-    random from `rng`.
+    layer's self-attention (with `merged_attention` there is nothing to copy: the decoder's self-attention
+    K/V weights also read the encoder). Unbalanced: encoder from `enc_params`, decoder from `dec_params`,
+    cross-attention (merged: the encoder-side K/V kernels) random from `rng`. A T5Gemma 2 config's eoi
+    embedding starts as the source's scaled embedding of that token.
     """
     if cross_norms not in ("copy", "unit"):
         raise ValueError(f"cross_norms must be 'copy' or 'unit', got {cross_norms!r}")
     unbalanced = enc_params is not None
-    check_params(dec_params, _expected(decoder.init, config.decoder), "decoder checkpoint")
-    check_params(enc_params if unbalanced else dec_params, _expected(decoder.init, config.encoder),
+    check_params(dec_params, _expected(decoder.init, _as_source(config.decoder)), "decoder checkpoint")
+    check_params(enc_params if unbalanced else dec_params, _expected(decoder.init, _as_source(config.encoder)),
                  "encoder checkpoint")
     if unbalanced and rng is None:
         raise ValueError("unbalanced adaptation initialises cross-attention randomly: pass rng")
     if not unbalanced and config.encoder.embed_dim != config.decoder.embed_dim:
         raise ValueError("balanced adaptation needs equal widths; pass enc_params for an unbalanced pair")
 
-    out_enc = _copy(enc_params if unbalanced else dec_params)
-    out_dec = _copy(dec_params)
+    out_enc = _with_eoi(_copy(enc_params if unbalanced else dec_params), config.encoder)
+    out_dec = _with_eoi(_copy(dec_params), config.decoder)
     fresh = encdec.init(config, rng)["decoder"] if unbalanced else None
     for i in range(config.decoder.num_layers):
         layer = out_dec[f"layer_{i}"]
-        if unbalanced:
+        if config.merged_attention:
+            if unbalanced:
+                layer["attn"] = {**layer["attn"], **{k: fresh[f"layer_{i}"]["attn"][k]
+                                                     for k in ("cross_k_proj", "cross_v_proj")}}
+        elif unbalanced:
             for k in ("pre_cross_attn_norm", "cross_attn", "post_cross_attn_norm"):
                 layer[k] = fresh[f"layer_{i}"][k]
         else:
@@ -89,8 +114,10 @@ def decoder_to_encdec(dec_params: Params, config: EncDecConfig, *, enc_params: P
 
 
 def cross_attention_only(path: str) -> bool:
-    """Trainable predicate for the unbalanced warm-up: only cross-attention (and its norms) train."""
-    return "/cross_attn/" in path or "_cross_attn_norm/" in path
+    """Trainable predicate for the unbalanced warm-up: only cross-attention (and its norms) train; with
+    merged attention, the encoder-side K/V kernels."""
+    return ("/cross_attn/" in path or "_cross_attn_norm/" in path or "/cross_k_proj/" in path
+            or "/cross_v_proj/" in path)
 
 
 def _fresh_head(config: EncoderOnlyConfig, rng: jax.Array) -> Params:
@@ -117,9 +144,5 @@ def encdec_to_encoder_only(ed_params: Params, ed_config: EncDecConfig, config: E
 
 
 def from_scratch(config: GemmaConfig | EncDecConfig | EncoderOnlyConfig, rng: jax.Array) -> Params:
-    """Random parameters for any of the three architectures."""
-    if isinstance(config, EncDecConfig):
-        return encdec.init(config, rng)
-    if isinstance(config, EncoderOnlyConfig):
-        return encoder.init(config, rng)
-    return decoder.init(config, rng)
+    """Random parameters for any of the three model kinds."""
+    return model_for(config).init(rng)

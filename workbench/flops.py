@@ -16,13 +16,17 @@ from typing import Literal
 
 import numpy as np
 
+from workbench import masks
 from workbench.config import EncDecConfig, GemmaConfig
 
 Kind = Literal["causal", "bidirectional"]
 
 
-def visible_keys(seq_len: int, kind: Kind = "causal", window: int | None = None) -> float:
-    """Average number of keys a query attends to in a length-`seq_len` self-attention."""
+def visible_keys(seq_len: int, kind: Kind = "causal", window: int | None = None, rule: str = "symmetric") -> float:
+    """Average number of keys a query attends to in a length-`seq_len` self-attention.
+
+    `rule` is the stack's two-sided window rule for bidirectional attention (`masks.window_sides`).
+    """
     if seq_len <= 0:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     i = np.arange(seq_len, dtype=np.int64)
@@ -31,7 +35,8 @@ def visible_keys(seq_len: int, kind: Kind = "causal", window: int | None = None)
     elif kind == "bidirectional":
         if window is None:
             return float(seq_len)
-        seen = np.minimum(i, window - 1) + np.minimum(seq_len - 1 - i, window - 1) + 1
+        left, right = masks.window_sides(window, rule, bidirectional=True)
+        seen = np.minimum(i, left - 1) + np.minimum(seq_len - 1 - i, right - 1) + 1
     else:
         raise ValueError(f"kind must be 'causal' or 'bidirectional', got {kind!r}")
     return float(seen.sum()) / seq_len
@@ -39,7 +44,7 @@ def visible_keys(seq_len: int, kind: Kind = "causal", window: int | None = None)
 
 def _layer_keys(config: GemmaConfig, seq_len: int, kind: Kind) -> list[float]:
     """Average visible keys per query, one entry per layer (local layers apply the sliding window)."""
-    return [visible_keys(seq_len, kind, config.sliding_window if t == "local" else None)
+    return [visible_keys(seq_len, kind, config.sliding_window if t == "local" else None, config.window_rule)
             for t in config.attention_types]
 
 
@@ -83,10 +88,15 @@ def train_flops_per_token(config: GemmaConfig, seq_len: int, kind: Kind = "causa
 
 
 def cross_attention_flops(config: EncDecConfig, enc_len: int, dec_len: int) -> float:
-    """Forward FLOPs of all decoder cross-attention: q/o per decoder token, K/V once per encoder token."""
+    """Forward FLOPs of all decoder cross-attention: q/o per decoder token, K/V once per encoder token.
+
+    Merged attention (T5Gemma 2) has no q/o of its own: the self-attention's queries also score the encoder
+    keys, so only the encoder K/V projections and the extra score/value products are counted.
+    """
     dec, enc = config.decoder, config.encoder
     H, K, h = dec.num_heads, dec.num_kv_heads, dec.head_dim
-    per_layer = (dec_len * (2 * 2 * dec.embed_dim * H * h + attention_flops_per_query(dec, enc_len))
+    qo = 0 if config.merged_attention else 2 * 2 * dec.embed_dim * H * h
+    per_layer = (dec_len * (qo + attention_flops_per_query(dec, enc_len))
                  + enc_len * 2 * 2 * enc.embed_dim * K * h)
     return float(dec.num_layers * per_layer)
 
@@ -101,23 +111,36 @@ def encdec_flops_per_example(config: EncDecConfig, enc_len: int, dec_len: int, t
     return 3.0 * fwd if train else fwd
 
 
-def generation_flops(config: GemmaConfig | EncDecConfig, prompt_len: int, new_tokens: int) -> float:
-    """Inference FLOPs of greedy generation of `new_tokens` tokens with a KV cache (Figure 3's x-axis).
-
-    Decoder-only: the prompt and the first new_tokens - 1 generated tokens each pass the stack once (query
-    i sees keys 0..i, windowed on local layers); the LM head runs once per generated token. Encoder-decoder:
-    the prompt is encoded once (bidirectional), cross-attention K/V computed once, and the decoder runs on
-    BOS + new_tokens - 1 tokens, each with the LM head.
-    """
+def _check_generation(prompt_len: int, new_tokens: int) -> None:
     if new_tokens <= 0 or prompt_len <= 0:
         raise ValueError("prompt_len and new_tokens must be positive")
-    if isinstance(config, EncDecConfig):
-        enc = prompt_len * forward_flops_per_token(config.encoder, prompt_len, "bidirectional", lm_head=False)
-        dec = new_tokens * forward_flops_per_token(config.decoder, new_tokens, "causal")
-        return enc + dec + cross_attention_flops(config, prompt_len, new_tokens)
+
+
+def decoder_generation_flops(config: GemmaConfig, prompt_len: int, new_tokens: int) -> float:
+    """Greedy generation with a KV cache, decoder-only: the prompt and the first new_tokens - 1 generated
+    tokens each pass the stack once (query i sees keys 0..i, windowed on local layers); the LM head runs once
+    per generated token."""
+    _check_generation(prompt_len, new_tokens)
     total = prompt_len + new_tokens - 1
     body = total * forward_flops_per_token(config, total, "causal", lm_head=False)
     return body + new_tokens * lm_head_flops_per_token(config)
+
+
+def encdec_generation_flops(config: EncDecConfig, prompt_len: int, new_tokens: int) -> float:
+    """Greedy generation, encoder-decoder: the prompt is encoded once (bidirectional), cross-attention K/V
+    computed once, and the decoder runs on BOS + new_tokens - 1 tokens, each with the LM head."""
+    _check_generation(prompt_len, new_tokens)
+    enc = prompt_len * forward_flops_per_token(config.encoder, prompt_len, "bidirectional", lm_head=False)
+    dec = new_tokens * forward_flops_per_token(config.decoder, new_tokens, "causal")
+    return enc + dec + cross_attention_flops(config, prompt_len, new_tokens)
+
+
+def generation_flops(config: GemmaConfig | EncDecConfig, prompt_len: int, new_tokens: int) -> float:
+    """Inference FLOPs of greedy generation of `new_tokens` tokens with a KV cache (Figure 3's x-axis), for
+    any generative model (`models.model_for(config).generation_flops`)."""
+    from workbench.models import model_for
+
+    return model_for(config).generation_flops(prompt_len, new_tokens)
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:

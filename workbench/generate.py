@@ -140,11 +140,11 @@ def _generate_encdec(params, cfg: EncDecConfig, tokens_BxS, mask_BxS, rng, max_n
     return _decode_loop(step, logits_BxV, cache, rng, max_new_tokens, 1, sampling, eos_ids, pad_id)
 
 
-def generate(params: Params, config: GemmaConfig | EncDecConfig, prompt_BxS: jnp.ndarray, max_new_tokens: int,
-             prompt_mask: jnp.ndarray | None = None, *, greedy: bool = True, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, rng: jax.Array | None = None,
-             eos_id: int | tuple[int, ...] = 1, pad_id: int = 0, bos_id: int = 2) -> jnp.ndarray:
-    """Generate up to `max_new_tokens` tokens per row; returns [B, max_new_tokens] (pad after EOS)."""
+_Sampling = tuple[bool, float, int | None, float | None]
+
+
+def _prepare(prompt_BxS, max_new_tokens, prompt_mask, greedy, temperature, top_k, top_p, rng, eos_id):
+    """Validated (prompt, mask, rng, sampling, eos_ids) shared by both model kinds."""
     prompt_BxS = jnp.asarray(prompt_BxS, jnp.int32)
     if prompt_BxS.ndim != 2 or prompt_BxS.shape[1] == 0:
         raise ValueError(f"prompt must be [batch, length>0], got shape {prompt_BxS.shape}")
@@ -158,9 +158,39 @@ def generate(params: Params, config: GemmaConfig | EncDecConfig, prompt_BxS: jnp
     if not greedy and temperature <= 0:
         raise ValueError("temperature must be > 0 (use greedy=True for argmax decoding)")
     rng = jax.random.key(0) if rng is None else rng
-    sampling = (greedy, float(temperature), top_k, top_p)
+    sampling: _Sampling = (greedy, float(temperature), top_k, top_p)
     eos_ids = (eos_id,) if isinstance(eos_id, int) else tuple(eos_id)
-    if isinstance(config, EncDecConfig):
-        return _generate_encdec(params, config, prompt_BxS, mask, rng, max_new_tokens, sampling, eos_ids,
-                                pad_id, bos_id)
+    return prompt_BxS, mask, rng, sampling, eos_ids
+
+
+def generate_decoder(params: Params, config: GemmaConfig, prompt_BxS: jnp.ndarray, max_new_tokens: int,
+                     prompt_mask: jnp.ndarray | None = None, *, greedy: bool = True, temperature: float = 1.0,
+                     top_k: int | None = None, top_p: float | None = None, rng: jax.Array | None = None,
+                     eos_id: int | tuple[int, ...] = 1, pad_id: int = 0, bos_id: int = 2) -> jnp.ndarray:
+    """Decoder-only generation: continue each prompt (`bos_id` is unused: the prompt carries its own BOS)."""
+    prompt_BxS, mask, rng, sampling, eos_ids = _prepare(prompt_BxS, max_new_tokens, prompt_mask, greedy,
+                                                        temperature, top_k, top_p, rng, eos_id)
     return _generate_decoder(params, config, prompt_BxS, mask, rng, max_new_tokens, sampling, eos_ids, pad_id)
+
+
+def generate_encdec(params: Params, config: EncDecConfig, prompt_BxS: jnp.ndarray, max_new_tokens: int,
+                    prompt_mask: jnp.ndarray | None = None, *, greedy: bool = True, temperature: float = 1.0,
+                    top_k: int | None = None, top_p: float | None = None, rng: jax.Array | None = None,
+                    eos_id: int | tuple[int, ...] = 1, pad_id: int = 0, bos_id: int = 2) -> jnp.ndarray:
+    """Encoder-decoder generation: encode the prompt once, decode from `bos_id`."""
+    prompt_BxS, mask, rng, sampling, eos_ids = _prepare(prompt_BxS, max_new_tokens, prompt_mask, greedy,
+                                                        temperature, top_k, top_p, rng, eos_id)
+    return _generate_encdec(params, config, prompt_BxS, mask, rng, max_new_tokens, sampling, eos_ids, pad_id,
+                            bos_id)
+
+
+def generate(params: Params, config: GemmaConfig | EncDecConfig, prompt_BxS: jnp.ndarray, max_new_tokens: int,
+             prompt_mask: jnp.ndarray | None = None, **kwargs) -> jnp.ndarray:
+    """Generate up to `max_new_tokens` tokens per row; returns [B, max_new_tokens] (pad after EOS).
+
+    Keyword options: greedy (default True), temperature, top_k, top_p, rng, eos_id (int or tuple),
+    pad_id, bos_id. Works for every generative model kind (`models.model_for(config).generate`).
+    """
+    from workbench.models import model_for
+
+    return model_for(config).generate(params, prompt_BxS, max_new_tokens, prompt_mask, **kwargs)
