@@ -52,6 +52,14 @@ class Tokenizer:
         sp = spm.SentencePieceProcessor(model_file=str(path))
         return cls(sp, str(path), num_sentinels)
 
+    @classmethod
+    def from_model_proto(cls, proto: bytes, path: str | None = None,
+                         num_sentinels: int = NUM_SENTINELS) -> Tokenizer:
+        """From a serialised SentencePiece ModelProto (e.g. rebuilt from a GGUF file); `path` names its source."""
+        import sentencepiece as spm
+
+        return cls(spm.SentencePieceProcessor(model_proto=proto), path, num_sentinels)
+
     def _resolve_special(self) -> None:
         ids = [self.sp.piece_to_id(sentinel_piece(i)) for i in range(self._num_sentinels)]
         modes = {m: self.sp.piece_to_id(m) for m in MODE_TOKENS}

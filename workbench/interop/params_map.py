@@ -53,6 +53,10 @@ def stack_to_hf(path: Path_, prefix: str, norms: Mapping[str, str]) -> tuple[str
     m = re.fullmatch(r"layer_(\d+)", path[0])
     if m and len(path) == 3 and path[1] in norms and path[2] == "scale":
         return f"{prefix}layers.{m[1]}.{norms[path[1]]}.weight", False
+    if m and len(path) == 4 and path[1] in ("attn", "cross_attn") and path[2] in ("q_norm", "k_norm") \
+            and path[3] == "scale":  # QK-norm (Gemma 3): [head_dim], copied 1:1
+        module = "self_attn" if path[1] == "attn" else "cross_attn"
+        return f"{prefix}layers.{m[1]}.{module}.{path[2]}.weight", False
     if m and len(path) == 4 and path[3] == "kernel":
         module = {"attn": "self_attn", "cross_attn": "cross_attn", "mlp": "mlp"}.get(path[1])
         projs = ("gate_proj", "up_proj", "down_proj") if path[1] == "mlp" else ("q_proj", "k_proj", "v_proj",
@@ -79,10 +83,12 @@ def read_config_json(directory: str | Path) -> dict[str, Any]:
 
 
 def load_params(directory: str | Path, shapes: Mapping[Path_, tuple[int, ...]], to_hf: ToHF,
-                tied: Mapping[str, str], param_dtype: str) -> dict[str, Any]:
+                tied: Mapping[str, str], param_dtype: str,
+                ignored: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Read, validate and convert every tensor; raise one CheckpointError naming all offending keys.
 
     `tied` maps optional HF keys (e.g. 'lm_head.weight') to the key they must equal when present.
+    `ignored` marks HF keys that are neither read nor reported as unexpected (the caller checks them).
     """
     if param_dtype not in _DTYPES:
         raise CheckpointError(f"param_dtype must be one of {sorted(_DTYPES)}, got {param_dtype!r}")
@@ -91,7 +97,7 @@ def load_params(directory: str | Path, shapes: Mapping[Path_, tuple[int, ...]], 
     by_key = {key: (path, tr) for (key, tr), path in want.items()}
     present = set(reader.keys())
     missing = sorted(set(by_key) - present)
-    unexpected = sorted(present - set(by_key) - set(tied))
+    unexpected = sorted(k for k in present - set(by_key) - set(tied) if not (ignored and ignored(k)))
     wrong = []
     for key in sorted(present & set(by_key)):
         path, tr = by_key[key]
