@@ -13,7 +13,10 @@ cells, its parameters, the YAML preset for the scale and the metrics of the entr
 interrupted batch continues where it stopped, while a fresh clone re-runs everything, replacing the
 committed results (changes to `workbench/` itself are not part of the key: use `--force`). An entry named
 `report` must come last; it depends on every entry before it, so it re-renders whenever one of them re-ran.
-Kernels get a persistent JAX compilation cache (`jax_cache_env`) unless `JAX_COMPILATION_CACHE_DIR` is set.
+Kernels get a persistent JAX compilation cache (`jax_cache_env`) unless `JAX_COMPILATION_CACHE_DIR` is set, and
+read their presets from the folder the run key was computed from (`--params-dir`, else `$WORKBENCH_PARAMS`, else
+`<notebooks-dir>/params`; exported to them as `$WORKBENCH_PARAMS`). A dependency that is not run in the same
+batch must have results recorded at the same scale. Results are written with the usual permissions (umask).
 
 Manifest format (YAML):
 
@@ -48,6 +51,7 @@ import yaml
 
 from workbench import notebook as nbhelp
 from workbench import results
+from workbench.cli import add_debug_flag, run_command
 
 NOTEBOOKS_DIR = results.REPO_ROOT / "notebooks"
 KERNEL = "workbench"
@@ -80,7 +84,10 @@ def read_manifest(path: str | os.PathLike, notebooks_dir: str | os.PathLike) -> 
     path, notebooks_dir = Path(path), Path(notebooks_dir)
     if not path.is_file():
         raise ReproduceError(f"manifest {path} not found")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ReproduceError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     raw = data.get("notebooks") if isinstance(data, dict) else None
     if not isinstance(raw, list):
         raise ReproduceError(f"{path}: expected a mapping with a 'notebooks' list")
@@ -262,18 +269,26 @@ def jax_cache_env() -> dict[str, str]:
 
 
 def run_entry(entry: Entry, scale: str, root: Path, notebooks_dir: Path, key: str, key_data: dict[str, Any],
-              kernel: str) -> float:
-    """Execute one notebook into a staging dir; on success swap it into `root/<experiment>`."""
+              kernel: str, params_root: Path | None = None) -> float:
+    """Execute one notebook into a staging dir; on success swap it into `root/<experiment>`.
+
+    The kernel reads its presets from `params_root` (exported as `$WORKBENCH_PARAMS`), the folder whose preset
+    the run key records; None leaves the kernel's default (`notebook.params_dir()`).
+    """
     import papermill
 
     nb_path = notebooks_dir / entry.notebook
     root.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=root, prefix=_stage_prefix(entry.experiment)))
+    results.apply_umask(stage)  # mkdtemp makes it 0700; results are shared and served
     executed = stage / Path(entry.notebook).name
+    env = {"WORKBENCH_RESULTS": str(root), **jax_cache_env(), results.STAGE_EXPERIMENT_ENV: entry.experiment,
+           results.STAGE_DIR_ENV: str(stage)}
+    if params_root is not None:
+        env["WORKBENCH_PARAMS"] = str(Path(params_root).resolve())
     start = time.perf_counter()
     try:
-        with _env(WORKBENCH_RESULTS=str(root), **jax_cache_env(), **{results.STAGE_EXPERIMENT_ENV: entry.experiment,
-                                                                   results.STAGE_DIR_ENV: str(stage)}):
+        with _env(**env):
             papermill.execute_notebook(str(nb_path), str(executed), parameters=key_data["parameters"],
                                        kernel_name=kernel, progress_bar=True, log_output=True,
                                        cwd=str(nb_path.parent))
@@ -302,6 +317,37 @@ def run_entry(entry: Entry, scale: str, root: Path, notebooks_dir: Path, key: st
     return seconds
 
 
+def results_scale(root: Path, experiment: str) -> str | None:
+    """The scale recorded with `root/<experiment>`'s results (metrics provenance, else run.json); None if absent."""
+    for name, get in (("metrics.json", lambda r: (r.get("provenance") or {}).get("scale")),
+                      ("run.json", lambda r: r.get("scale"))):
+        f = root / experiment / name
+        if f.is_file():
+            try:
+                rec = results.read_json(f)
+            except ValueError as e:
+                raise ReproduceError(f"{f}: unreadable ({e}); delete {root / experiment} and run "
+                                     f"{experiment!r} again") from None
+            if isinstance(rec, dict) and get(rec):
+                return str(get(rec))
+    return None
+
+
+def check_dependencies(entry: Entry, scale: str, root: Path, chosen: set[str] = frozenset()) -> None:
+    """Every dependency not run in this batch must have results in `root` recorded at `scale`."""
+    for d in entry.depends_on:
+        if d in chosen:
+            continue
+        if not (root / d / "metrics.json").is_file():
+            raise ReproduceError(f"{entry.experiment} depends on {d!r}, which has no results in {root}; "
+                                 f"run it first (drop --only, or add {d} to --only)")
+        got = results_scale(root, d)
+        if got is not None and got != scale:
+            raise ReproduceError(f"{entry.experiment} depends on {d!r}, whose results in {root / d} are from scale "
+                                 f"{got!r}, not {scale!r}; run {d} at scale {scale!r} first (drop --only, or add "
+                                 f"{d} to --only)")
+
+
 def reproduce(scale: str, *, only: Sequence[str] = (), force: bool = False,
               manifest: str | os.PathLike | None = None, notebooks_dir: str | os.PathLike | None = None,
               results_root: str | os.PathLike | None = None, params_root: str | os.PathLike | None = None,
@@ -316,7 +362,9 @@ def reproduce(scale: str, *, only: Sequence[str] = (), force: bool = False,
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
     manifest = Path(manifest) if manifest is not None else notebooks_dir / "manifest.yaml"
     root = Path(results_root).resolve() if results_root is not None else results.results_dir()
-    params_root = Path(params_root) if params_root is not None else notebooks_dir / "params"
+    if params_root is None:
+        params_root = nbhelp.params_dir() if os.environ.get("WORKBENCH_PARAMS") else notebooks_dir / "params"
+    params_root = Path(params_root).resolve()
     entries = read_manifest(manifest, notebooks_dir)
     names = {e.experiment for e in entries} | {Path(e.notebook).stem for e in entries}
     if unknown := [n for n in only if n not in names]:
@@ -325,15 +373,16 @@ def reproduce(scale: str, *, only: Sequence[str] = (), force: bool = False,
     for e in selected:  # validate everything before running anything
         validate_parameters(notebooks_dir / e.notebook, notebook_parameters(e, scale))
         if e.params:
-            nbhelp.read_preset(e.params, scale, params_root)
+            try:
+                nbhelp.read_preset(e.params, scale, params_root)
+            except (OSError, ValueError) as err:
+                raise ReproduceError(f"{e.experiment}: {err}") from err
     for d in remove_stale_stages(root) if root.is_dir() else []:
         log(f"removed {d.name}: staging dir of a run that was killed mid-notebook")
     done: list[tuple[str, str, float]] = []
     for i, e in enumerate(selected, 1):
         chosen = {x.experiment for x in selected}
-        if missing := [d for d in e.depends_on if d not in chosen and not (root / d / "metrics.json").is_file()]:
-            raise ReproduceError(f"{e.experiment} depends on {missing}, which have no results in {root}; "
-                                 f"run them first (drop --only)")
+        check_dependencies(e, scale, root, chosen)
         key_data = run_key(e, scale, root, params_root, notebooks_dir)
         key = nbhelp.cache_key(key_data)
         if not force and is_done(e, root, key):
@@ -342,10 +391,22 @@ def reproduce(scale: str, *, only: Sequence[str] = (), force: bool = False,
             continue
         log(f"[{i}/{len(selected)}] {e.experiment}: running {notebooks_dir / e.notebook} "
             f"(scale {scale}, key {key})")
-        seconds = run_entry(e, scale, root, notebooks_dir, key, key_data, kernel)
+        seconds = run_entry(e, scale, root, notebooks_dir, key, key_data, kernel, params_root)
         log(f"[{i}/{len(selected)}] {e.experiment}: done in {seconds:.1f} s -> {root / e.experiment}")
         done.append((e.experiment, "ran", seconds))
     return done
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever `sys.stderr` is when a record is emitted (not the stream at creation)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201 - the logging API's attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -358,26 +419,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--results-dir", help="default: $WORKBENCH_RESULTS or <repo>/results")
     ap.add_argument("--params-dir", help="default: <notebooks-dir>/params")
     ap.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name (registered by `make setup`)")
+    add_debug_flag(ap)
     args = ap.parse_args(argv)
+    debug = getattr(args, "debug", False)
     if not logging.getLogger("papermill").handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logging.getLogger("papermill").addHandler(handler)
         logging.getLogger("papermill").setLevel(logging.INFO)
     t0 = time.perf_counter()
-    try:
-        done = reproduce(args.scale, only=args.only, force=args.force, manifest=args.manifest,
-                         notebooks_dir=args.notebooks_dir, results_root=args.results_dir,
-                         params_root=args.params_dir, kernel=args.kernel)
-    except ReproduceError as e:
-        print(f"reproduce: error: {e}", file=sys.stderr)
-        return 2
-    except NotebookFailed as e:
-        print(f"reproduce: FAILED: {e}", file=sys.stderr)
-        return 1
-    ran = sum(1 for _, what, _ in done if what == "ran")
-    print(f"reproduce: {ran} ran, {len(done) - ran} skipped, {time.perf_counter() - t0:.1f} s in total")
-    return 0
+
+    def command() -> int:
+        try:
+            done = reproduce(args.scale, only=args.only, force=args.force, manifest=args.manifest,
+                             notebooks_dir=args.notebooks_dir, results_root=args.results_dir,
+                             params_root=args.params_dir, kernel=args.kernel)
+        except ReproduceError as e:
+            if debug:
+                raise
+            print(f"reproduce: error: {e}", file=sys.stderr)
+            return 2
+        except NotebookFailed as e:
+            if debug:
+                raise
+            print(f"reproduce: FAILED: {e}", file=sys.stderr)
+            return 1
+        ran = sum(1 for _, what, _ in done if what == "ran")
+        print(f"reproduce: {ran} ran, {len(done) - ran} skipped, {time.perf_counter() - t0:.1f} s in total")
+        return 0
+
+    return run_command("reproduce", command, debug)
 
 
 if __name__ == "__main__":

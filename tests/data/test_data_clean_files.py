@@ -105,6 +105,24 @@ def test_write_jsonl_canonical_and_atomic(tmp_path):
     assert [x.name for x in tmp_path.iterdir()] == ["out.jsonl"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    import os
+    import stat
+
+    from workbench.data.files import atomic_dir
+
+    old = os.umask(umask)
+    try:
+        write_jsonl(tmp_path / "a.jsonl", [{"a": 1}])
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.jsonl").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~umask
+
+
 def test_splits_deterministic_and_stratified():
     assert split_of("bank", "wic") == split_of("bank", "wic")
     groups = {"g1": [f"a{i}" for i in range(20)], "g2": ["b0", "b1", "b2"], "g3": ["c0"]}

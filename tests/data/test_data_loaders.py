@@ -143,6 +143,52 @@ def test_schema_detection_and_errors(tmp_path):
         load_dataset_any(tmp_path / "x.bin")
 
 
+def test_bad_local_files_name_file_and_line(tmp_path):
+    from workbench.data.files import DataError
+
+    good = json.dumps(SST2[0])
+    cases = {
+        "malformed.jsonl": (f"{good}\n{good[:-1]}\n", r"malformed.jsonl:2: invalid JSON"),
+        "list.jsonl": (f"{good}\n\n[1, 2]\n", r"list.jsonl:3: expected a JSON object, got list"),
+        "empty.jsonl": ("", r"empty.jsonl: empty file, no rows"),
+        "blank.jsonl": ("\n \n", r"blank.jsonl: empty file, no rows"),
+        "nolabel.jsonl": (f"{good}\n\n" + json.dumps({"sentence": "no label here", "idx": 9}) + "\n",
+                          r"nolabel.jsonl: row 2 \(line 3\): no label"),
+        "nolabel.csv": ('sentence,label\n"fine",1\n"missing",\n', r"nolabel.csv: row 2: no label"),
+    }
+    for name, (text, match) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match=match):
+            load_dataset_any(tmp_path / name, split="train")
+    with pytest.raises(DataError, match=r"m.jsonl:1: invalid JSON"):
+        load_dataset_any("glue/sst2", data_files=str(write_text(tmp_path / "m.jsonl", "{oops\n")))
+
+
+def write_text(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_damaged_prepared_task_names_file_and_how_to_rebuild(tmp_path):
+    from workbench.data.files import DataError
+    from workbench.data.tasks import tasks_dir
+
+    d = tasks_dir(tmp_path) / "wic"
+    d.mkdir(parents=True)
+    row = {"word": "w", "text_a": "a w", "text_b": "b w", "start_a": 2, "end_a": 3, "start_b": 2, "end_b": 3,
+           "label": 1}
+    for split in ("train", "validation", "test"):
+        write_jsonl(d / f"{split}.jsonl", [row, row])
+    assert load_dataset_any("wic", cache=tmp_path)["test"][1]["label"] == 1
+    (d / "validation.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(row)[:30] + "\n")  # torn write
+    with pytest.raises(DataError, match=r"task 'wic' is damaged: .*validation.jsonl:2: invalid JSON.*"
+                                        r"workbench data prepare --sources wordnet"):
+        load_dataset_any("wic", cache=tmp_path)
+    write_jsonl(d / "validation.jsonl", [row, {k: v for k, v in row.items() if k != "label"}])
+    with pytest.raises(DataError, match=r"validation.jsonl: row 2 \(line 2\): no label"):
+        load_dataset_any("wic", cache=tmp_path)
+
+
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
     path = tmp_path_factory.mktemp("tok") / "t.model"

@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import nbformat
@@ -148,3 +150,81 @@ def test_results_are_reused_on_this_machine_only_and_notebook_edits_rerun(tiny):
     nb.cells[1].source += "\nEdited."
     nbformat.write(nb, nbs / "a.ipynb")
     assert key() != k0 and not reproduce.is_done(entry, res, key())
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch):
+    """papermill.execute_notebook stand-in: 'runs' the notebook in this process, seeing the kernel's environment."""
+    import shutil
+
+    import papermill
+
+    from workbench import results
+
+    def execute(input_path, output_path, parameters, **kw):
+        exp = Path(input_path).stem
+        root = os.environ.get("WORKBENCH_PARAMS")
+        preset = nbhelp.load_params(exp, parameters["SCALE"]) if root and (Path(root) / exp).is_dir() else {}
+        results.record_metrics(exp, {"lr": preset.get("lr", 0.0)}, {"scale": parameters["SCALE"]})
+        shutil.copyfile(input_path, output_path)  # written like papermill does: mode from the umask
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+
+
+def test_params_dir_is_what_the_kernel_reads_and_what_is_recorded(tiny, tmp_path, fake_kernel):
+    nbs, res = tiny
+    for root, lr in ((nbs / "params", 0.1), (tmp_path / "other", 0.5)):
+        (root / "a").mkdir(parents=True)
+        (root / "a" / "smoke.yaml").write_text(f"lr: {lr}\n")
+    manifest = _manifest(nbs / "m.yaml", [{"notebook": "a.ipynb", "experiment": "a"}])
+    assert _run(nbs, res, manifest, "--params-dir", str(tmp_path / "other")) == 0
+    assert json.loads((res / "a" / "metrics.json").read_text())["metrics"] == {"lr": 0.5}
+    assert json.loads((res / "a" / "run.json").read_text())["preset"] == {"lr": 0.5}
+    assert _run(nbs, res, manifest) == 0  # default: <notebooks-dir>/params, for the kernel too
+    assert json.loads((res / "a" / "metrics.json").read_text())["metrics"] == {"lr": 0.1}
+    assert json.loads((res / "a" / "run.json").read_text())["preset"] == {"lr": 0.1}
+
+
+def test_dependency_results_of_another_scale_are_refused(tiny, fake_kernel, capsys):
+    nbs, res = tiny
+    manifest = _manifest(nbs / "m.yaml", [{"notebook": "a.ipynb", "experiment": "a", "params": None},
+                                          {"notebook": "b.ipynb", "experiment": "b", "params": None,
+                                           "depends_on": ["a"]}])
+    (res / "a").mkdir(parents=True)
+    (res / "a" / "metrics.json").write_text(json.dumps({"metrics": {"x": 1}, "provenance": {"scale": "cpu"}}))
+    assert _run(nbs, res, manifest, "--only", "b") == 2
+    err = capsys.readouterr().err
+    assert "'a', whose results" in err and "from scale 'cpu', not 'smoke'" in err
+    assert not (res / "b").exists()
+    assert _run(nbs, res, manifest, "--only", "a") == 0  # now at this scale
+    assert _run(nbs, res, manifest, "--only", "b") == 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_follow_the_umask(tiny, fake_kernel, umask):
+    nbs, res = tiny
+    old = os.umask(umask)
+    try:
+        assert _run(nbs, res, _manifest(nbs / "m.yaml", [{"notebook": "a.ipynb", "experiment": "a",
+                                                          "params": None}])) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((res / "a").stat().st_mode) == 0o777 & ~umask
+    for f in (res / "a" / "metrics.json", res / "a" / "run.json", res / "a" / "a.ipynb", res / ".ledger" / "a.json"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+
+
+def test_configuration_errors_are_one_line(tiny, capsys):
+    nbs, res = tiny
+    manifest = _manifest(nbs / "m.yaml", [{"notebook": "a.ipynb", "experiment": "a", "params": "nope"}])
+    assert _run(nbs, res, manifest) == 2
+    err = capsys.readouterr().err  # papermill logs the notebooks it inspects; the error is one line of its own
+    lines = [ln for ln in err.splitlines() if ln.startswith("reproduce:")]
+    assert len(lines) == 1 and "no parameter preset" in lines[0] and "Traceback" not in err
+    (nbs / "bad.yaml").write_text("notebooks: [\n")
+    assert _run(nbs, res, nbs / "bad.yaml") == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("reproduce:")]
+    assert len(lines) == 1 and "bad.yaml: not valid YAML" in lines[0] and "Traceback" not in err
+    with pytest.raises(reproduce.ReproduceError):
+        _run(nbs, res, nbs / "bad.yaml", "--debug")

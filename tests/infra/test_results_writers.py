@@ -35,6 +35,21 @@ def test_write_json_crash_on_unserialisable_keeps_old(tmp_path):
         "x": 0.5, "y": [0, 1]}
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """Not mkstemp's 0600: a shared results folder or a served report.html stays readable."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        paths = [results.write_text(tmp_path / "report.html", "<html/>"), results.write_json(tmp_path / "m.json", {}),
+                 results.write_bytes(tmp_path / "b.bin", b"x")]
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {0o666 & ~umask}
+
+
 def test_save_table_and_figure(tmp_path):
     import matplotlib.pyplot as plt
 

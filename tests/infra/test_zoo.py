@@ -77,12 +77,13 @@ def test_an_interrupted_save_keeps_the_previous_model_whole(store, params4, monk
     assert [p.name for p in store.iterdir()] == ["dec"]  # no staging dirs left
 
 
-@pytest.mark.parametrize("name", ["../x", "/tmp/x", "a/../../x", "", "a//b", "./x"])
+@pytest.mark.parametrize("name", ["../x", "ABS", "a/../../x", "", "a//b", "./x"])
 def test_names_outside_the_store_are_refused(store, params4, tmp_path, name):
+    name = str(tmp_path / "x") if name == "ABS" else name  # an absolute name
     with pytest.raises(ValueError, match="invalid model name"):
         zoo.save(name, TINY, params4)
     with pytest.raises(ValueError, match="invalid model name"):
-        zoo.load(name)
+        zoo.load(name)  # (an existing checkpoint directory is loaded, but none exists there)
     assert not (tmp_path / "x").exists()
 
 

@@ -90,6 +90,31 @@ def test_nan_stops_with_clear_error_and_keeps_good_checkpoints(tmp_path, params0
         assert all(np.isfinite(x).all() for x in jax.tree.leaves(restore_params(ckdir, s)))
 
 
+def test_nan_after_dead_updates_keeps_only_the_healthy_checkpoint_and_says_to_change_settings(tmp_path, params0,
+                                                                                               tokens):
+    """Updates 3-4 are already dead (loss 48, grad norm 0), NaN at 5: checkpoint 4 is not 'good', 2 is."""
+    base = array_batches(tokens, 8)
+
+    def get_batch(step):
+        return {**base(step), "dead": np.full((8,), step >= 3), "poison": np.full((8,), step >= 5)}
+
+    def loss_fn(params, batch, rng):
+        loss, mets = LOSS(params, batch, rng)
+        loss = jnp.where(jnp.any(batch["dead"]), 48.0 + 0.0 * jax.lax.stop_gradient(loss), loss)
+        return loss + jnp.where(jnp.any(batch["poison"]), jnp.nan, 0.0), mets
+
+    cfg = TrainConfig(steps=10, learning_rate=1e-2, warmup_steps=1, checkpoint_every=2)
+    for _ in range(2):  # a re-run with the same settings stops at the same step, with the same advice
+        with pytest.raises(FloatingPointError) as e:
+            train(loss_fn, params0, get_batch, cfg, out_dir=str(tmp_path), progress=False)
+        msg = str(e.value)
+        assert "non-finite loss (nan) at step 5; last good checkpoint: step 2" in msg
+        assert "running it again with the same settings stops here again" in msg and "allow_config_change" in msg
+        assert manager(str(tmp_path / "checkpoints")).all_steps() == [2]
+    assert "checkpoints 4 came after the first unhealthy update, step 3: loss 48.0, grad norm 0.0" in msg
+    assert (tmp_path / "diverged-checkpoints" / "4").is_dir()
+
+
 def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "workbench.train", "--help"], capture_output=True, text=True,
                          check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})

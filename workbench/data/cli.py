@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from workbench.cli import add_debug_flag, run_command
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
@@ -13,7 +16,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     pp = sub.add_parser("prepare", help="fetch sources, build corpus, tokenizer and tasks")
     pp.add_argument("--cache", default=None, help="cache dir (default $WORKBENCH_CACHE or <repo>/.cache/workbench)")
     pp.add_argument("--force", action="store_true", help="refetch and rebuild everything")
-    pp.add_argument("--sources", default=None, help="comma-separated subset of sources")
+    pp.add_argument("--sources", default=None,
+                    help="comma-separated sources to fetch and refresh; the corpus keeps every fetched source, "
+                         "only their tasks (and the mixture) are rebuilt; exits 1 if one of them fails")
+    pp.add_argument("--restrict-corpus", action="store_true",
+                    help="with --sources: build the corpus (and retrain the tokenizer) from those sources only")
     pp.add_argument("--vocab-size", type=int, default=8192)
     pp.add_argument("--baselines", action="store_true", help="also compute TF-IDF baselines per task")
     pp.set_defaults(func=_prepare)
@@ -25,21 +32,32 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     pb.add_argument("task")
     pb.add_argument("--cache", default=None)
     pb.set_defaults(func=_baseline)
+    for leaf in (p, pp, pc, pb):
+        add_debug_flag(leaf)
     return p
 
 
 def _prepare(args) -> int:
     from workbench.data.prepare import prepare
 
-    sources = args.sources.split(",") if args.sources else None
+    sources = [x.strip() for x in args.sources.split(",") if x.strip()] if args.sources is not None else None
+    if args.sources is not None and not sources:
+        raise ValueError("--sources is empty: name at least one source (or leave it out to prepare everything)")
+    if args.restrict_corpus and not sources:
+        raise ValueError("--restrict-corpus needs --sources (the sources the corpus is built from)")
     s = prepare(
         sources=sources,
         cache=args.cache,
         force=args.force,
         vocab_size=args.vocab_size,
         baselines=args.baselines,
+        restrict_corpus=args.restrict_corpus,
     )
     print(json.dumps({k: s[k] for k in ("fetched", "failed", "timings")}, indent=1))
+    if sources and s["failed"]:
+        print(f"workbench data prepare: error: requested source(s) {', '.join(s['failed'])} failed (reasons above); "
+              f"fix their client or network access and run the command again", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -53,8 +71,8 @@ def _baseline(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="workbench")
     add_subparser(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(["data", *(argv if argv is not None else __import__("sys").argv[1:])])
-    return args.func(args) or 0
+    args = parser.parse_args(["data", *(argv if argv is not None else sys.argv[1:])])
+    return run_command("workbench data", lambda: args.func(args), getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

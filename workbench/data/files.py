@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from workbench.results import apply_umask
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,7 +55,10 @@ def split_of(key: Any, salt: str = "", val: float = 0.1, test: float = 0.1) -> s
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; rename it into place only if the block succeeds."""
+    """Yield a temp path next to ``path``; rename it into place only if the block succeeds.
+
+    The file gets the usual permissions (0666 minus the umask), not ``mkstemp``'s 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -61,6 +66,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -69,10 +76,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp directory that replaces ``path`` only when the block succeeds."""
+    """Yield a temp directory that replaces ``path`` only when the block succeeds (mode 0777 minus the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    apply_umask(tmp)
     try:
         yield tmp
         if path.exists():

@@ -11,8 +11,11 @@ Our own prepared task names (``wic``, ``genre`` ...) load from the cache.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+from workbench.data.files import DataError, read_jsonl
 
 # hub name -> (hub path, config, schema)
 HUB: dict[str, tuple[str, str | None, str]] = {
@@ -147,6 +150,81 @@ def _local_format(path: Path) -> str:
     }.get(suffix, "")
 
 
+def _blank(path: Path) -> bool:
+    """True for a file without a single non-whitespace byte (reads only up to the first one)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def _jsonl_like(path: Path) -> bool:
+    """JSON Lines (one object per line), as opposed to one JSON document: `.jsonl`, or `.json` starting with '{'."""
+    if path.suffix.lower() == ".jsonl":
+        return True
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip()[:1] == b"{"
+
+
+def load_local_files(fmt: str, data_files: Mapping[str, str | os.PathLike], cache_dir: str | None = None,
+                     **kwargs: Any):
+    """`datasets.load_dataset(fmt, data_files=...)` over local files, with errors that name the file.
+
+    An empty file, a malformed JSON line or a line that is not an object raises `DataError` naming `file:line`
+    (the datasets library itself only says "An error occurred while generating the dataset").
+    """
+    import datasets
+
+    files = {k: str(v) for k, v in data_files.items()}
+    for split, f in files.items():
+        if not Path(f).is_file():
+            raise DataError(f"{f}: no such file (split {split!r})")
+        if _blank(Path(f)):
+            raise DataError(f"{f}: empty file, no rows (split {split!r})")
+    try:
+        return datasets.load_dataset(fmt, data_files=files, cache_dir=cache_dir, **kwargs)
+    except Exception as e:  # noqa: BLE001 - translated into a DataError naming the file
+        if fmt == "json":
+            for f in files.values():
+                if _jsonl_like(Path(f)):
+                    for _ in read_jsonl(f):  # raises DataError(file:line) at the first bad line
+                        pass
+        cause = e.__cause__ or e.__context__ or e
+        where = ", ".join(dict.fromkeys(files.values()))
+        raise DataError(f"{where}: cannot load as {fmt}: {type(cause).__name__}: {cause}") from e
+
+
+def _row_line(path: str, row: int) -> str:
+    """' (line N)' of the row-th record of a JSON Lines file (blank lines are not rows), else ''."""
+    p = Path(path)
+    if not (p.is_file() and _jsonl_like(p)):
+        return ""
+    with open(p, "rb") as f:
+        n = -1
+        for lineno, raw in enumerate(f, 1):
+            n += bool(raw.strip())
+            if n == row:
+                return f" (line {lineno})"
+    return ""
+
+
+def check_labels(ds, files: Mapping[str, str] | None = None, where: str = "dataset"):
+    """Raise `DataError` when a row of a split with a `label` column has none (a row that omitted it)."""
+    import datasets
+
+    splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(None, ds)]
+    for split, d in splits:
+        if "label" not in d.column_names:
+            continue
+        row = next((i for i, v in enumerate(d["label"]) if v is None), None)
+        if row is not None:
+            src = (files or {}).get(split) if split is not None else next(iter((files or {}).values()), None)
+            loc = f"{src}: row {row + 1}{_row_line(src, row)}" if src else f"{where} split {split!r} row {row + 1}"
+            raise DataError(f"{loc}: no label (every row of a labelled dataset needs one); add it or remove the row")
+    return ds
+
+
 def load_dataset_any(
     name_or_path: str | os.PathLike,
     split: str | None = None,
@@ -171,7 +249,7 @@ def load_dataset_any(
     hf_cache = kwargs.pop("cache_dir", None)
     if path.exists():
         if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()):
-            ds = datasets.load_from_disk(str(path))
+            ds = check_labels(normalise(datasets.load_from_disk(str(path)), schema), where=str(path))
         else:
             files = sorted(path.glob("*.*")) if path.is_dir() else [path]
             fmt = _local_format(files[0]) if files else ""
@@ -182,8 +260,8 @@ def load_dataset_any(
             else:
                 by_split = {"train": str(path)}
             extra = {"delimiter": "\t"} if files[0].suffix == ".tsv" else {}
-            ds = datasets.load_dataset(fmt, data_files=by_split, cache_dir=hf_cache, **extra, **kwargs)
-        ds = normalise(ds, schema)
+            ds = load_local_files(fmt, by_split, hf_cache, **extra, **kwargs)
+            ds = check_labels(normalise(ds, schema), by_split)
     elif name in TASKS:
         ds = load_task(name, cache)
     else:
@@ -197,10 +275,11 @@ def load_dataset_any(
         if data_files is not None:
             files = data_files if isinstance(data_files, dict) else {"train": data_files}
             fmt = _local_format(Path(str(next(iter(files.values())))))
-            ds = datasets.load_dataset(fmt, data_files={k: str(v) for k, v in files.items()}, cache_dir=hf_cache)
+            files = {k: str(v) for k, v in files.items()}
+            ds = check_labels(normalise(load_local_files(fmt, files, hf_cache), schema or hub_schema), files)
         else:
             ds = datasets.load_dataset(hub_path, config, cache_dir=hf_cache, **kwargs)
-        ds = normalise(ds, schema or hub_schema)
+            ds = check_labels(normalise(ds, schema or hub_schema), where=name)
     if split is not None:
         ds = ds[split]
     return ds

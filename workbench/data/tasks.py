@@ -444,14 +444,19 @@ def task_files(name: str, cache=None) -> dict[str, str]:
 
 
 def load_task(name: str, cache=None):
-    """A prepared task as a ``datasets.DatasetDict`` (train/validation/test)."""
-    import datasets
+    """A prepared task as a ``datasets.DatasetDict`` (train/validation/test); a damaged file raises ``DataError``."""
+    from workbench.data.loaders import check_labels, load_local_files
 
     files = task_files(name, cache)
     empty = [s for s, f in files.items() if Path(f).stat().st_size == 0]
     if empty:
         raise DataError(f"task {name!r}: split(s) {empty} are empty in {Path(files['train']).parent}")
-    return datasets.load_dataset("json", data_files=files, cache_dir=str(resolve_cache(cache) / "hf_datasets"))
+    try:
+        return check_labels(load_local_files("json", files, str(resolve_cache(cache) / "hf_datasets")), files)
+    except DataError as e:
+        source = TASK_SOURCES.get(name)
+        redo = f"workbench data prepare --sources {source}" if source else "workbench data prepare"
+        raise DataError(f"prepared task {name!r} is damaged: {e}; rebuild it with `{redo}`") from e
 
 
 def load_retrieval_corpus(cache=None):
@@ -481,21 +486,38 @@ def task_card(name: str, cache=None) -> str:
     return card
 
 
-def build_all_tasks(cache=None, log=print) -> dict:
-    """Build every task whose sources are fetched; returns {task: sizes or error}."""
+# The source each task is built from; the mixture is built from all of them.
+TASK_SOURCES: dict[str, str] = {
+    "sentiment_binary": "vader",
+    "sentiment_regression": "vader",
+    "wic": "wordnet",
+    "definition": "wordnet",
+    "retrieval": "wordnet",
+    "genre": "brown",
+}
+
+
+def build_all_tasks(cache=None, log=print, sources: Iterable[str] | None = None) -> dict:
+    """Build every task whose sources are fetched; returns {task: sizes or error}.
+
+    With ``sources``, only the tasks of those sources (and the mixture) are rebuilt; the mixture then reads the
+    other parts from their prepared files (the same rows it was built from), so they are not rewritten.
+    """
     from workbench.data import sources as S
     from workbench.data.corpus import brown_doc_split
+    from workbench.data.files import read_jsonl
 
+    wanted = set(TASK_SOURCES.values()) if sources is None else set(sources) & set(TASK_SOURCES.values())
     summary: dict = {}
     built: dict[str, dict] = {}
     t0 = time.time()
-    if S.is_fetched("vader", cache):
+    if "vader" in wanted and S.is_fetched("vader", cache):
         rows = read_vader(S.vader_dir(cache))
         binary, regression = build_sentiment(rows)
         built["sentiment_binary"], built["sentiment_regression"] = binary, regression
-    else:
+    elif "vader" in wanted:
         summary["sentiment_binary"] = summary["sentiment_regression"] = "skipped: source vader not fetched"
-    if S.is_fetched("wordnet", cache):
+    if "wordnet" in wanted and S.is_fetched("wordnet", cache):
         root = S.wordnet_dir(cache)
         synsets = W.load_wordnet(root)
         insts = list(W.instances(synsets, W.load_exceptions(root)))
@@ -503,15 +525,20 @@ def build_all_tasks(cache=None, log=print) -> dict:
         built["definition"] = build_definition(synsets, insts)
         built["retrieval"], corpus = build_retrieval(synsets, insts)
         write_jsonl(tasks_dir(cache) / "retrieval" / "corpus.jsonl", corpus)
-    else:
+    elif "wordnet" in wanted:
         summary["wic"] = summary["definition"] = summary["retrieval"] = "skipped: source wordnet not fetched"
-    if S.is_fetched("brown", cache):
+    if "brown" in wanted and S.is_fetched("brown", cache):
         docs = list(S.read_source("brown", cache))
         built["genre"] = build_genre(docs, brown_doc_split(docs))
-    else:
+    elif "brown" in wanted:
         summary["genre"] = "skipped: source brown not fetched"
     if built:
-        built["mixture"] = build_mixture(built)
+        parts = dict(built)
+        for name, source in TASK_SOURCES.items():
+            d = tasks_dir(cache) / name
+            if name not in parts and source not in wanted and all((d / f"{s}.jsonl").is_file() for s in SPLITS):
+                parts[name] = {s: list(read_jsonl(d / f"{s}.jsonl")) for s in SPLITS}
+        built["mixture"] = build_mixture(parts)
     for name, splits in built.items():
         summary[name] = write_task(name, splits, cache)
         log(f"[data] task {name}: {summary[name]}")

@@ -4,6 +4,13 @@ Contract: `loss_fn(params, batch, rng) -> (loss, {name: scalar})`, `get_batch(st
 deterministic in `step` (under multi-host: this process's slice of the global batch). The dropout key of
 update i is `fold_in(fold_in(key(seed), i), micro_batch)`, so (params, opt state, EMA, step) is the whole
 state: resuming from a checkpoint replays exactly what an uninterrupted run would have done.
+
+`<out_dir>/train_config.json` records the settings (`TrainConfig`, the caller's `run_info`, the parameter
+shapes). Resuming with other settings raises `RunMismatchError` (one line naming the differences) unless
+`allow_config_change=True`; a different parameter tree (another model) is always refused. Because the run is
+deterministic, a diverged run (non-finite loss) would diverge again from any checkpoint with the same settings:
+the error says so, keeps the last checkpoint whose updates were all healthy (finite loss, finite non-zero grad
+norm) and moves later ones to `<out_dir>/diverged-checkpoints/`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +38,14 @@ from workbench.train.metrics import MetricsWriter
 
 LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
 Callback = Callable[[int, dict, dict], None]
+CONFIG_FILE = "train_config.json"
+DIVERGED_DIR = "diverged-checkpoints"
+# TrainConfig fields that do not change what the run computes: they may differ when a run is resumed.
+BOOKKEEPING = frozenset({"log_every", "checkpoint_every", "keep_last_k", "max_to_keep", "out_dir", "mesh_shape"})
+
+
+class RunMismatchError(ValueError):
+    """`out_dir` holds a run made with other settings or another model than the ones given."""
 
 
 @dataclasses.dataclass
@@ -108,17 +124,115 @@ def _all_finite(tree: Any) -> bool:
     return bool(jax.device_get(_finite(tree)))
 
 
+def _healthy(loss: Any, grad_norm: Any) -> bool:
+    """An update is healthy when loss and grad norm are finite and the grad norm is non-zero (or the loss is 0)."""
+    try:
+        loss, grad_norm = float(loss), float(grad_norm)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(loss) and math.isfinite(grad_norm) and (grad_norm > 0.0 or loss == 0.0)
+
+
+def _param_shapes(params: Any) -> dict[str, str]:
+    from workbench.tree import path_str
+
+    return {path_str(p): f"{tuple(x.shape)} {x.dtype}" for p, x in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def _jsonish(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def _short(x: Any) -> str:
+    text = json.dumps(x, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _resume_check(saved: dict, record: dict, start: int, out_dir: str, allow_change: bool) -> list[dict]:
+    """Compare the saved run record with this one; returns the accepted changes or raises RunMismatchError."""
+    where = f"{out_dir} holds a run (checkpoint at step {start})"
+    old_shapes, new_shapes = saved.get("param_shapes"), record["param_shapes"]
+    if old_shapes is not None and old_shapes != new_shapes:
+        missing = sorted(set(old_shapes) - set(new_shapes))
+        extra = sorted(set(new_shapes) - set(old_shapes))
+        shaped = sorted(k for k in set(old_shapes) & set(new_shapes) if old_shapes[k] != new_shapes[k])
+        what = [f"{len(missing)} parameters only in the checkpoint (e.g. {missing[0]})" if missing else "",
+                f"{len(extra)} only in this model (e.g. {extra[0]})" if extra else "",
+                f"{len(shaped)} with other shapes (e.g. {shaped[0]}: {old_shapes[shaped[0]]} saved, "
+                f"{new_shapes[shaped[0]]} now)" if shaped else ""]
+        raise RunMismatchError(f"{where} of another model: {'; '.join(w for w in what if w)}; use another out_dir "
+                               f"for this model (or the settings that made that run)")
+    diffs = {}
+    for k, new in record.items():
+        if k in BOOKKEEPING or k in ("param_shapes", "changes") or k not in saved:
+            continue
+        if k == "run":
+            for rk in sorted(set(new) | set(saved[k] or {})):
+                a, b = (saved[k] or {}).get(rk), new.get(rk)
+                if _jsonish(a) != _jsonish(b):
+                    diffs[rk] = [a, b]
+        elif _jsonish(saved[k]) != _jsonish(new):
+            diffs[k] = [saved[k], new]
+    if diffs and not allow_change:
+        listed = ", ".join(f"{k} {_short(a)} -> {_short(b)}" for k, (a, b) in diffs.items())
+        raise RunMismatchError(f"{where} made with other settings ({listed}); resume it with the saved settings, "
+                               f"use another out_dir, or allow the change explicitly (allow_config_change=True; "
+                               f"`workbench train --allow-config-change`)")
+    changes = list(saved.get("changes") or [])
+    if diffs:
+        changes.append({"step": start, "fields": _jsonish(diffs)})
+    return changes
+
+
+def _write_json_atomic(path: str, obj: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def _diverged(mgr: ckpt.ocp.CheckpointManager, out_dir: str, ckpt_dir: str, what: str, first_bad: dict | None,
+              lead: bool) -> str:
+    """Keep the checkpoints made before the first unhealthy update, move later ones aside; the error message."""
+    bad_step = None if first_bad is None else first_bad["step"]
+    steps = sorted(mgr.all_steps())
+    good = [s for s in steps if bad_step is None or s <= bad_step]  # checkpoint s holds updates 0 .. s-1
+    moved = [s for s in steps if s not in good]
+    aside = os.path.join(out_dir, DIVERGED_DIR)
+    if moved and lead:
+        os.makedirs(aside, exist_ok=True)
+        for s in moved:
+            dest = os.path.join(aside, str(s))
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(os.path.join(ckpt_dir, str(s)), dest)
+    msg = f"{what}; last good checkpoint: " + (f"step {good[-1]} in {ckpt_dir}" if good else "none")
+    if moved:
+        msg += (f" (checkpoints {', '.join(map(str, moved))} came after the first unhealthy update, step {bad_step}: "
+                f"loss {first_bad['loss']}, grad norm {first_bad['grad_norm']}; moved to {aside})")
+    msg += (". The run is deterministic, so running it again with the same settings stops here again: "
+            "change them (e.g. a lower learning rate, longer warm-up, clip_norm) and ")
+    if good:
+        msg += ("resume with allow_config_change=True (`workbench train --allow-config-change`), or start over "
+                "in a new out_dir")
+    else:
+        msg += f"start over in a new out_dir (or delete {ckpt_dir})"
+    return msg
+
+
 def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config: TrainConfig, *,
           out_dir: str | None = None, flops_per_token: float | None = None,
           tokens_per_batch_fn: Callable[[dict], int] | None = None, peak_flops: float | None = None,
           callbacks: Sequence[Callback] = (), progress: bool = True,
-          rules: shd.Rules | None = None) -> TrainResult:
+          rules: shd.Rules | None = None, run_info: dict | None = None,
+          allow_config_change: bool = False) -> TrainResult:
     """Train (or resume) and return the final state. See the module and `TrainConfig` docs.
 
-    Resumes from the latest complete checkpoint under `<out_dir>/checkpoints`. Raises `FloatingPointError`
-    on a non-finite loss or grad norm (no checkpoint of the bad step is written). `peak_flops` is the summed
-    peak of all devices used; MFU = flops_per_token * tokens/s / peak_flops. Callbacks get
-    `(step, record, state)` after every update.
+    Resumes from the latest complete checkpoint under `<out_dir>/checkpoints` when the saved settings match
+    (`TrainConfig` apart from bookkeeping fields, `run_info`: what else identifies the run, e.g. model and
+    data; the parameter shapes): else `RunMismatchError`, unless `allow_config_change`. Raises
+    `FloatingPointError` on a non-finite loss or grad norm (no checkpoint of the bad step is written; see the
+    module doc). `peak_flops` is the summed peak of all devices used; MFU = flops_per_token * tokens/s /
+    peak_flops. Callbacks get `(step, record, state)` after every update.
     """
     cfg = config
     out_dir = out_dir or cfg.out_dir
@@ -143,13 +257,36 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
 
     mgr = ckpt.manager(ckpt_dir, max_to_keep=max(cfg.max_to_keep, cfg.keep_last_k))
     start = mgr.latest_step() or 0
+    record = {**cfg.to_json(), "run": _jsonish(dict(run_info or {})), "param_shapes": _param_shapes(params)}
+    cfg_path = os.path.join(out_dir, CONFIG_FILE)
     if start:
-        state = ckpt.restore(mgr, start, state)
-    last_saved = start if start else None
+        try:
+            with open(cfg_path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            saved = {}  # a run from before settings were recorded (or a torn file): nothing to compare
+        try:
+            record["changes"] = _resume_check(saved if isinstance(saved, dict) else {}, record, start, out_dir,
+                                              allow_config_change)
+        except RunMismatchError:
+            mgr.close()
+            raise
+        try:
+            state = ckpt.restore(mgr, start, state)
+        except Exception as e:  # noqa: BLE001 - orbax reports a tree mismatch as a page-long diff
+            mgr.close()
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise RunMismatchError(f"{out_dir}: cannot restore checkpoint step {start} into this model "
+                                   f"({type(e).__name__}: {first[:200]}); it was made by another model or "
+                                   f"settings: use another out_dir") from e
     writer = MetricsWriter(out_dir, start) if lead else None
     if lead:
-        with open(os.path.join(out_dir, "train_config.json"), "w") as f:
-            json.dump(cfg.to_json(), f, indent=1)
+        _write_json_atomic(cfg_path, record)
+    first_bad = None  # the first unhealthy update (see `_healthy`), from the metrics of earlier runs and this one
+    for r in writer.history if writer is not None else []:
+        if "grad_norm" in r and not _healthy(r.get("loss"), r.get("grad_norm")):
+            first_bad = {k: r.get(k) for k in ("step", "loss", "grad_norm")}
+            break
 
     step_fn = None
     A = cfg.grad_accum
@@ -177,11 +314,15 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
             state, mets = step_fn(state, batch)
             mets = {k: float(v) for k, v in jax.device_get(mets).items()}
             dt = time.perf_counter() - t0
+            if first_bad is None and not _healthy(mets["loss"], mets["grad_norm"]):
+                first_bad = {"step": i, "loss": mets["loss"], "grad_norm": mets["grad_norm"]}
+                if lead and math.isfinite(mets["loss"]) and math.isfinite(mets["grad_norm"]):
+                    tqdm.write(f"[train] warning: update {i} has grad norm {mets['grad_norm']} at loss "
+                               f"{mets['loss']:.4g}: the model may have diverged")
             for name in ("loss", "grad_norm"):
                 if not math.isfinite(mets[name]):
-                    where = f"step {last_saved} in {ckpt_dir}" if last_saved else "none saved"
-                    raise FloatingPointError(f"non-finite {name} ({mets[name]}) at step {i}; "
-                                             f"last good checkpoint: {where}")
+                    raise FloatingPointError(_diverged(mgr, out_dir, ckpt_dir, f"non-finite {name} ({mets[name]}) "
+                                                       f"at step {i}", first_bad, lead))
             rec = {"step": i, "loss": mets.pop("loss"), "lr": mets.pop("lr"), "grad_norm": mets.pop("grad_norm"),
                    "step_time_s": dt}
             if ntok is not None:
@@ -198,10 +339,10 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
             done = i + 1
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 if not _all_finite(state["params"]):
-                    raise FloatingPointError(f"non-finite params after step {i}; not saved; last good "
-                                             f"checkpoint: step {last_saved}")
+                    bad = first_bad or {"step": i, "loss": rec["loss"], "grad_norm": rec["grad_norm"]}
+                    raise FloatingPointError(_diverged(mgr, out_dir, ckpt_dir, f"non-finite params after step {i} "
+                                                       f"(not saved)", bad, lead))
                 ckpt.save(mgr, done, state)
-                last_saved = done
     finally:
         bar.close()
         if writer is not None:
