@@ -121,23 +121,10 @@ def torch_train_step(setup: Setup, model: str, path: str, threads: int, compile_
 
 
 def jax_matmul_peak(n: int = 2048, reps: int = 10) -> tuple[float, float]:
-    """(FLOP/s, FLOP per CPU-second) of an n x n fp32 JAX matmul, best of `reps`: the CPU 'peak' for MFU.
+    """(FLOP/s, FLOP per CPU-second) of an n x n fp32 JAX matmul: `workbench.flops.matmul_peak`."""
+    from workbench.flops import matmul_peak
 
-    Under load from other processes the wall figure drops; the per-CPU-second figure (x cores) does not.
-    """
-    import time
-
-    import jax
-    import jax.numpy as jnp
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x, y: x @ y)
-    f(a, a).block_until_ready()
-    best_w = best_c = float("inf")
-    for _ in range(reps):
-        t, c = time.perf_counter(), time.process_time()
-        f(a, a).block_until_ready()
-        best_w, best_c = min(best_w, time.perf_counter() - t), min(best_c, time.process_time() - c)
-    return 2 * n**3 / best_w, 2 * n**3 / best_c
+    return matmul_peak(n, reps)
 
 
 # ------------------------------------------------------------------------------------------- generation

@@ -150,5 +150,27 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float
     return tokens_per_s * flops_per_token / peak_flops
 
 
+def matmul_peak(n: int = 2048, reps: int = 10) -> tuple[float, float]:
+    """(FLOP/s, FLOP per CPU-second) of an n x n fp32 JAX matmul, best of `reps`: this machine's 'peak' for MFU
+    on a CPU, measured in the same run as what it normalises.
+
+    Under load from other processes the wall figure drops; the per-CPU-second figure (x cores) does not.
+    """
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, a).block_until_ready()
+    best_w = best_c = float("inf")
+    for _ in range(reps):
+        t, c = time.perf_counter(), time.process_time()
+        f(a, a).block_until_ready()
+        best_w, best_c = min(best_w, time.perf_counter() - t), min(best_c, time.process_time() - c)
+    return 2 * n**3 / best_w, 2 * n**3 / best_c
+
+
 H100_BF16_PEAK = 989e12
 """H100 SXM dense bf16 peak FLOP/s (H200: the same)."""

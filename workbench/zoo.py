@@ -1,7 +1,7 @@
 """A small local model store: named checkpoints in the Hugging Face formats, shared between notebooks.
 
-`save(name, config, params)` writes `<models_dir>/<name>/` as a Gemma 2 (decoder-only) or T5Gemma
-(encoder-decoder) checkpoint that `transformers` loads, plus `workbench_config.json` with our exact config;
+`save(name, config, params)` writes `<models_dir>/<name>/` as a Gemma 2 / Gemma 3 (decoder-only) or T5Gemma /
+T5Gemma 2 (encoder-decoder) checkpoint that `transformers` loads, plus `workbench_config.json` with our exact config;
 `load(name)` reads it back and checks that config against the checkpoint's own. Default store:
 `<cache>/models` (`WORKBENCH_MODELS` overrides). Names are relative paths inside the store (`smoke/decoder-small`);
 absolute names and `.`/`..` parts are refused. A user with real Gemma 2 weights can pass their directory to
@@ -18,10 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench import pretrained
 from workbench.config import EncDecConfig, GemmaConfig, config_from_dict, config_to_dict
 from workbench.data import cache_dir
-from workbench.interop import load_hf_gemma2, load_hf_t5gemma, save_hf_gemma2, save_hf_t5gemma
+from workbench.interop import HF_FORMATS, load_hf, save_hf
 from workbench.interop.errors import CheckpointError
+from workbench.models import model_for
 from workbench.results import apply_umask
 
 CONFIG_FILE = "workbench_config.json"
@@ -55,12 +57,9 @@ def exists(name: str) -> bool:
 
 
 def _write_hf(config: GemmaConfig | EncDecConfig, params: dict[str, Any], target: Path) -> None:
-    if isinstance(config, EncDecConfig):
-        save_hf_t5gemma(config, params, target)
-    elif isinstance(config, GemmaConfig):
-        save_hf_gemma2(config, params, target)
-    else:
+    if not model_for(config).generative:
         raise TypeError(f"zoo stores decoder-only and encoder-decoder models, not {type(config).__name__}")
+    save_hf(config, params, target)
 
 
 def save(name: str, config: GemmaConfig | EncDecConfig, params: dict[str, Any]) -> Path:
@@ -124,25 +123,30 @@ def _differences(ours: Any, theirs: Any, prefix: str = "") -> list[str]:
 
 
 def load(name_or_dir: str | os.PathLike) -> tuple[GemmaConfig | EncDecConfig, dict[str, Any]]:
-    """(config, params) of a stored model or of any HF Gemma 2 / T5Gemma checkpoint directory.
+    """(config, params) of a stored model, of a registered real model (`pretrained.REGISTRY`, e.g.
+    'gemma3-270m': full vocabulary, dequantised from its GGUF) or of any HF Gemma 2 / Gemma 3 / T5Gemma /
+    T5Gemma 2 checkpoint directory.
 
     `workbench_config.json`, when present, must agree with the checkpoint's `config.json` and weights on every
     architecture field (a stale file raises `CheckpointError` naming the fields); a malformed JSON file is named.
     """
+    if str(name_or_dir) in pretrained.REGISTRY and not path(name_or_dir).exists():
+        return pretrained.load(str(name_or_dir))
     p = path(name_or_dir)
     if not (p / "config.json").exists():
         raise FileNotFoundError(f"no model {str(name_or_dir)!r} under {models_dir()} (run the notebook that "
                                 f"trains it first, or pass a checkpoint directory)")
     hf_type = _read_json(p / "config.json").get("model_type")
     ours = _read_ours(p / CONFIG_FILE) if (p / CONFIG_FILE).exists() else None
-    if hf_type == "t5gemma":
-        tie = bool(ours.tie_embeddings) if isinstance(ours, EncDecConfig) else False
-        dt = ours.decoder if isinstance(ours, EncDecConfig) else None
-        config, params = load_hf_t5gemma(p, tie_embeddings=tie, **_dtypes(dt))
-    elif hf_type == "gemma2":
-        config, params = load_hf_gemma2(p, **_dtypes(ours if isinstance(ours, GemmaConfig) else None))
-    else:
-        raise ValueError(f"{p}/config.json: model_type {hf_type!r} is neither 'gemma2' nor 't5gemma'")
+    if hf_type not in HF_FORMATS:
+        raise ValueError(f"{p}/config.json: model_type {hf_type!r} is not one of {sorted(HF_FORMATS)}")
+    kwargs = {}
+    if ours is not None:  # the stored dtypes (and T5Gemma's embedding tying, which HF does not record)
+        stack = ours.decoder if isinstance(ours, EncDecConfig) else ours
+        kwargs = {"param_dtype": stack.param_dtype, "dtype": stack.dtype}
+        if hf_type == "t5gemma":
+            kwargs["tie_embeddings"] = bool(ours.tie_embeddings)
+    config, params = load_hf(p, **kwargs)
     if ours is not None and (diff := _differences(ours, config)):
         raise CheckpointError(f"{p / CONFIG_FILE} does not match the checkpoint's config.json and weights "
                               f"({CONFIG_FILE} vs checkpoint): {'; '.join(diff)}. The file is stale: save the "
@@ -150,5 +154,3 @@ def load(name_or_dir: str | os.PathLike) -> tuple[GemmaConfig | EncDecConfig, di
     return (ours or config), params
 
 
-def _dtypes(cfg: GemmaConfig | None) -> dict[str, str]:
-    return {} if cfg is None else {"param_dtype": cfg.param_dtype, "dtype": cfg.dtype}

@@ -12,7 +12,7 @@ from workbench import decoder, encdec, encoder
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 
-# Balanced / unbalanced counts from the official Flax configs (DESIGN.md §1); Gemma 2 published sizes.
+# Balanced / unbalanced counts from the official Flax configs; Gemma 2 published sizes.
 ENCDEC_COUNTS = {
     "S-S": 312_517_632, "B-B": 591_490_560, "L-L": 1_241_761_792, "ML-ML": 2_200_345_344,
     "XL-XL": 3_766_980_608, "2B-2B": 5_596_853_760, "9B-9B": 20_333_401_088, "9B-2B": 12_292_375_296,

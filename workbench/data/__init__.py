@@ -33,7 +33,7 @@ from workbench.data.pipeline import (
 )
 from workbench.data.prepare import prepare
 from workbench.data.tasks import TASKS, format_text_to_text, load_retrieval_corpus, load_task, task_card
-from workbench.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from workbench.data.tokenizer import Tokenizer, load_tokenizer, model_tokenizer, train_tokenizer
 
 __all__ = [
     "TASKS",
@@ -51,6 +51,7 @@ __all__ = [
     "load_retrieval_corpus",
     "load_task",
     "load_tokenizer",
+    "model_tokenizer",
     "pack_documents",
     "prefix_lm_split",
     "prepare",

@@ -213,3 +213,13 @@ def load_tokenizer(cache=None) -> Tokenizer:
     if not p.is_file():
         raise FileNotFoundError(f"tokenizer not prepared ({p} missing): run `workbench data prepare`")
     return Tokenizer.load(p)
+
+
+def model_tokenizer(model: str | None = None, cache=None) -> Tokenizer:
+    """The tokenizer a model reads: a registered real model's own (e.g. 'gemma3-270m', from its GGUF metadata),
+    else the workbench's prepared tokenizer (which every stand-in model uses)."""
+    from workbench import pretrained
+
+    if model is not None and model in pretrained.REGISTRY:
+        return pretrained.tokenizer(model)
+    return load_tokenizer(cache)
