@@ -36,6 +36,7 @@ class Model:
 
     config: Config
     kind: ClassVar[str]
+    stacks: ClassVar[tuple[str, ...]]  # config fields (= params keys) holding its stacks; () = the root is one
     _init: ClassVar[Callable[[Any, jax.Array], Params]]
     _forward: ClassVar[Callable[..., jax.Array]]
 
@@ -77,6 +78,7 @@ class Model:
 @dataclasses.dataclass(frozen=True)
 class DecoderOnly(Model):
     kind: ClassVar[str] = "decoder"
+    stacks: ClassVar[tuple[str, ...]] = ()
     _init = staticmethod(decoder.init)
     _forward = staticmethod(decoder.forward)
 
@@ -102,6 +104,7 @@ class DecoderOnly(Model):
 @dataclasses.dataclass(frozen=True)
 class EncoderDecoder(Model):
     kind: ClassVar[str] = "encdec"
+    stacks: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
     _init = staticmethod(encdec.init)
     _forward = staticmethod(encdec.forward)
 
@@ -127,6 +130,7 @@ class EncoderDecoder(Model):
 @dataclasses.dataclass(frozen=True)
 class EncoderOnly(Model):
     kind: ClassVar[str] = "encoder_only"
+    stacks: ClassVar[tuple[str, ...]] = ("encoder",)
     _init = staticmethod(encoder.init)
     _forward = staticmethod(encoder.forward)
 

@@ -15,27 +15,20 @@ model's logits equal the full model's logits at the kept columns.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from workbench import decoder, encdec, encoder
 from workbench.adapt import check_params
 from workbench.config import EncDecConfig, EncoderOnlyConfig, GemmaConfig
 from workbench.data.tokenizer import Tokenizer
+from workbench.models import model_for
 
 Params = dict[str, Any]
 Config = GemmaConfig | EncDecConfig | EncoderOnlyConfig
 
-# Config kind -> (its init, the config fields holding its stacks; each is also that stack's params key).
-# An empty tuple means the config is itself the one stack, with its params at the root.
-_KINDS: dict[type, tuple[Callable[[Any, jax.Array], Params], tuple[str, ...]]] = {
-    GemmaConfig: (decoder.init, ()),
-    EncDecConfig: (encdec.init, ("encoder", "decoder")),
-    EncoderOnlyConfig: (encoder.init, ("encoder",)),
-}
 _CHUNK = 1024  # texts encoded per SentencePiece call in `used_token_ids`
 
 
@@ -150,11 +143,6 @@ class VocabMap:
 
 
 # ------------------------------------------------------------------------------------------ params
-def _stacks(config: Config) -> tuple[Callable[[Any, jax.Array], Params], tuple[str | None, ...]]:
-    if type(config) not in _KINDS:
-        raise TypeError(f"prune_vocab needs one of {[k.__name__ for k in _KINDS]}, got {type(config).__name__}")
-    init, names = _KINDS[type(config)]
-    return init, names or (None,)
 
 
 def _prune_stack(cfg: GemmaConfig, tree: Params, vmap: VocabMap) -> tuple[GemmaConfig, Params]:
@@ -171,10 +159,6 @@ def _prune_stack(cfg: GemmaConfig, tree: Params, vmap: VocabMap) -> tuple[GemmaC
     return cfg, tree
 
 
-def _expected(init: Callable[[Any, jax.Array], Params], config: Config) -> Params:
-    return jax.eval_shape(lambda: init(config, jax.random.key(0)))
-
-
 def prune_vocab(config: Config, params: Params, keep_ids: Any) -> tuple[Config, Params]:
     """(config, params) restricted to the token ids `keep_ids`, renumbered 0..n-1 in ascending order.
 
@@ -184,13 +168,13 @@ def prune_vocab(config: Config, params: Params, keep_ids: Any) -> tuple[Config, 
     Pure: inputs are untouched; untouched leaves are shared. Build `keep_ids` with `used_token_ids`; map
     data with `VocabMap.from_keep_ids(keep_ids, old_vocab).to_new` or a `PrunedTokenizer`.
     """
-    init, names = _stacks(config)
+    names = model_for(config).stacks or (None,)  # None: the config is itself the one stack (params at the root)
     stack_cfgs = [config if n is None else getattr(config, n) for n in names]
     sizes = {c.vocab_size for c in stack_cfgs}
     if len(sizes) != 1:
         raise ValueError(f"prune_vocab needs one vocabulary shared by all stacks, got vocab sizes {sorted(sizes)}")
     vmap = VocabMap.from_keep_ids(keep_ids, sizes.pop())
-    check_params(params, _expected(init, config), "params given to prune_vocab")
+    check_params(params, model_for(config).abstract_params(), "params given to prune_vocab")
 
     out = jax.tree_util.tree_map(lambda x: x, params)  # new containers, same leaves
     new_stacks = {}
@@ -202,7 +186,7 @@ def prune_vocab(config: Config, params: Params, keep_ids: Any) -> tuple[Config, 
             new_stacks[name], out[name] = cfg, tree
     if new_stacks:
         config = dataclasses.replace(config, **new_stacks)
-    check_params(out, _expected(init, config), "pruned params")
+    check_params(out, model_for(config).abstract_params(), "pruned params")
     return config, out
 
 

@@ -137,6 +137,22 @@ def to_hf_gemma2_config(config: GemmaConfig, dtype: str = "float32") -> dict[str
             **stack_config_to_hf(config)}
 
 
+def read_decoder_checkpoint(path: str | Path, config: GemmaConfig, param_dtype: str) -> dict[str, Any]:
+    """Params of a decoder-only HF checkpoint (Gemma 2 or Gemma 3 key names) validated against `config`."""
+    shapes = pm.expected_shapes(lambda: decoder.init(config, jax.random.key(0)))
+    return pm.load_params(path, shapes, _to_hf_key, {"lm_head.weight": "model.embed_tokens.weight"}, param_dtype)
+
+
+def write_decoder_checkpoint(config: GemmaConfig, params: dict[str, Any], path: str | Path, hf_config: dict[str, Any],
+                             dtype: str | None, max_shard_bytes: int | None) -> None:
+    """Write a decoder-only HF checkpoint atomically; `hf_config` gets the weights' `dtype`; no tied lm_head."""
+    shapes = pm.expected_shapes(lambda: decoder.init(config, jax.random.key(0)))
+    tensors = pm.params_to_tensors(params, shapes, _to_hf_key, dtype)
+    hf_config = {**hf_config, "dtype": dtype or pm.dtype_name(params)}
+    write_checkpoint_dir(path, tensors, {"config.json": hf_config, "generation_config.json": GENERATION_CONFIG},
+                         max_shard_bytes)
+
+
 def load_hf_gemma2(path: str | Path, *, param_dtype: str = "float32",
                    dtype: str = "float32") -> tuple[GemmaConfig, dict[str, Any]]:
     """Read an HF Gemma 2 checkpoint directory (config.json + *.safetensors, sharded or not).
@@ -146,10 +162,7 @@ def load_hf_gemma2(path: str | Path, *, param_dtype: str = "float32",
     CheckpointError naming each offender; nothing is returned partially.
     """
     config = gemma2_config_from_hf(pm.read_config_json(path), dtype=dtype, param_dtype=param_dtype)
-    shapes = pm.expected_shapes(lambda: decoder.init(config, jax.random.key(0)))
-    params = pm.load_params(path, shapes, _to_hf_key, {"lm_head.weight": "model.embed_tokens.weight"},
-                            param_dtype)
-    return config, params
+    return config, read_decoder_checkpoint(path, config, param_dtype)
 
 
 def save_hf_gemma2(config: GemmaConfig, params: dict[str, Any], path: str | Path, *, dtype: str | None = None,
@@ -159,13 +172,7 @@ def save_hf_gemma2(config: GemmaConfig, params: dict[str, Any], path: str | Path
     `dtype` ('float32' / 'bfloat16') converts the weights; default keeps the parameters' dtype. The tied
     `lm_head.weight` is not written (as transformers does). The write is atomic (temp dir + rename).
     """
-    shapes = pm.expected_shapes(lambda: decoder.init(config, jax.random.key(0)))
-    tensors = pm.params_to_tensors(params, shapes, _to_hf_key, dtype)
-    name = dtype or pm.dtype_name(params)
-    write_checkpoint_dir(path, tensors, {"config.json": to_hf_gemma2_config(config, name),
-                                         "generation_config.json": GENERATION_CONFIG},
-                         max_shard_bytes)
-
+    write_decoder_checkpoint(config, params, path, to_hf_gemma2_config(config), dtype, max_shard_bytes)
 
 
 def _opt_float(x: Any) -> float | None:

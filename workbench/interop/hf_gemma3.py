@@ -30,14 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jax
-
-from workbench import decoder
 from workbench.config import GemmaConfig, gemma_config
 from workbench.interop import params_map as pm
 from workbench.interop.errors import CheckpointError
-from workbench.interop.hf_gemma2 import GENERATION_CONFIG, LAYER_TYPES, NORMS, _compress
-from workbench.interop.safetensors_io import write_checkpoint_dir
+from workbench.interop.hf_gemma2 import LAYER_TYPES, _compress, read_decoder_checkpoint, write_decoder_checkpoint
 
 # transformers' Gemma3TextConfig defaults, used for fields absent from config.json.
 HF_DEFAULTS: dict[str, Any] = {
@@ -241,10 +237,6 @@ def to_hf_gemma3_config(config: GemmaConfig, dtype: str = "float32") -> dict[str
             "use_bidirectional_attention": False, **stack_config_to_hf(config)}
 
 
-def _to_hf_key(path: pm.Path_) -> tuple[str, bool]:
-    return pm.stack_to_hf(path, "model.", NORMS)
-
-
 def load_hf_gemma3(path: str | Path, *, param_dtype: str = "float32",
                    dtype: str = "float32") -> tuple[GemmaConfig, dict[str, Any]]:
     """Read an HF Gemma 3 text checkpoint directory (config.json + *.safetensors, sharded or not).
@@ -254,10 +246,7 @@ def load_hf_gemma3(path: str | Path, *, param_dtype: str = "float32",
     CheckpointError naming each offender; nothing is returned partially.
     """
     config = gemma3_config_from_hf(pm.read_config_json(path), dtype=dtype, param_dtype=param_dtype)
-    shapes = pm.expected_shapes(lambda: decoder.init(config, jax.random.key(0)))
-    params = pm.load_params(path, shapes, _to_hf_key, {"lm_head.weight": "model.embed_tokens.weight"},
-                            param_dtype)
-    return config, params
+    return config, read_decoder_checkpoint(path, config, param_dtype)
 
 
 def save_hf_gemma3(config: GemmaConfig, params: dict[str, Any], path: str | Path, *, dtype: str | None = None,
@@ -267,9 +256,4 @@ def save_hf_gemma3(config: GemmaConfig, params: dict[str, Any], path: str | Path
     `dtype` ('float32' / 'bfloat16') converts the weights; default keeps the parameters' dtype. The tied
     `lm_head.weight` is not written (as transformers does). The write is atomic (temp dir + rename).
     """
-    hf_config = to_hf_gemma3_config(config, "float32")
-    shapes = pm.expected_shapes(lambda: decoder.init(config, jax.random.key(0)))
-    tensors = pm.params_to_tensors(params, shapes, _to_hf_key, dtype)
-    hf_config["dtype"] = dtype or pm.dtype_name(params)
-    write_checkpoint_dir(path, tensors, {"config.json": hf_config, "generation_config.json": GENERATION_CONFIG},
-                         max_shard_bytes)
+    write_decoder_checkpoint(config, params, path, to_hf_gemma3_config(config), dtype, max_shard_bytes)
