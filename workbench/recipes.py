@@ -1,5 +1,5 @@
-"""Deterministic batch functions `get_batch(step) -> dict` for the trainer (one per objective), and a
-fine-tuning recipe for encoder-only task heads.
+"""Deterministic batch functions `get_batch(step) -> dict` for the trainer (one per objective), a fine-tuning
+recipe for encoder-only task heads, held-out LM rows sampled across corpus sources, and the training-set loss.
 
 Each batch depends only on (seed, step), so a resumed run sees exactly the batches it would have seen.
 """
@@ -11,10 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from workbench import encoder
+from workbench import encoder, lm_eval
 from workbench.config import EncoderOnlyConfig, GemmaConfig
-from workbench.data.pipeline import UL2_MIXTURE, Denoiser, pad_to, prefix_lm_split, sample_denoiser, ul2_example
-from workbench.evaluate import classification_metrics, predict, ranking_metrics, regression_metrics
+from workbench.data.pipeline import (
+    UL2_MIXTURE,
+    Denoiser,
+    pack_documents,
+    pad_to,
+    prefix_lm_split,
+    sample_denoiser,
+    ul2_example,
+)
+from workbench.evaluate import classification_metrics, eval_loss, predict, ranking_metrics, regression_metrics
 from workbench.objectives import add_teacher_topk, classification_loss, ranking_loss, regression_loss
 from workbench.train import TrainConfig, train
 
@@ -105,3 +113,50 @@ def finetune_encoder(params: Any, config: EncoderOnlyConfig, train_arrays: dict,
     metrics = (classification_metrics(out, eval_arrays["labels"]) if config.task == "classification"
                else regression_metrics(out, eval_arrays["labels"]))
     return metrics, run.params
+
+
+def heldout_lm_rows(texts: Sequence[str], sources: Sequence[str], tokenizer: Any, seq_len: int, n_rows: int,
+                    seed: int = 0, max_doc_tokens: int | None = None) -> np.ndarray:
+    """`n_rows` packed LM rows int32 [n_rows, seq_len] of held-out documents drawn round-robin over the corpus
+    sources (`lm_eval.sample_documents`, seeded), each contributing its first `max_doc_tokens` tokens + EOS, so
+    neither the split's first documents nor one long document fill the rows. By default `max_doc_tokens` is the
+    smallest multiple of `seq_len` with which the split yields `n_rows` rows.
+
+    A drop-in for `lm_arrays(split["text"], tok, seq_len)[:n_rows]`, which packs the split in file order (one
+    source). Raises ValueError when the documents run out before `n_rows` full rows."""
+    docs = lm_eval.sample_documents(texts, sources, len(texts), seed)
+    ids = tokenizer.encode_batch([d["text"] for d in docs])
+    longest = max(len(x) for x in ids)
+
+    def rows_with(cap: int) -> int:
+        return sum(min(len(x), cap) + 1 for x in ids) // seq_len
+
+    cap = max_doc_tokens
+    if cap is None:
+        cap = seq_len
+        while rows_with(cap) < n_rows and cap < longest:
+            cap += seq_len
+    if rows_with(cap) < n_rows:
+        raise ValueError(f"{len(docs)} held-out documents give {rows_with(cap)} rows of {seq_len} tokens (at most "
+                         f"{cap} tokens per document), {n_rows} asked: lower n_rows"
+                         + (" or raise max_doc_tokens" if max_doc_tokens else ""))
+    kept, got = [], 0
+    for x in ids:  # only as many documents as the rows need
+        kept.append(x[:cap])
+        got += len(kept[-1]) + 1
+        if got >= n_rows * seq_len:
+            break
+    return pack_documents(kept, seq_len, tokenizer.eos_id)[:n_rows]
+
+
+def train_set_loss(loss_fn: Callable, params: Any, train_arrays: Mapping[str, np.ndarray],
+                   batch_size: int = 32) -> dict[str, float]:
+    """Training-set loss of trained `params`: the token-weighted mean of `loss_fn` over every row of the training
+    split (`evaluate.eval_loss`: loss, perplexity, accuracy, tokens).
+
+    Chosen over the mean of the logged per-step losses because it scores one model (the final one, not a blend
+    of the parameters seen during the last epoch), weights every target token once, and uses the same function
+    and weighting as the held-out loss, so the two are directly comparable (their gap is the generalisation gap).
+    The trainer's last `history` entry is one batch's loss, not this. Pass the plain CE loss (no KD term);
+    it is called without an rng, so without dropout."""
+    return eval_loss(loss_fn, params, dict(train_arrays), batch_size)

@@ -4,11 +4,16 @@ classification: TF-IDF (word 1-2 grams) + logistic regression, C tuned on valida
 between the two sentences and the target word; regression: ridge (Pearson/Spearman); ranking: TF-IDF cosine
 between query and candidates (MRR@10 over the candidate list, and over the full definition corpus);
 seq2seq (definition): copy the gloss of the nearest training input (TF-IDF), scored by ROUGE-L / token F1.
+
+Chance floors (:func:`majority_baseline`): the training split's majority class (classification), its mean
+(regression), a random ranking (ranking), and each task's most frequent training answer (text-to-text).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -115,7 +120,7 @@ def tfidf_baseline(task_name: str, cache=None, split: str = "test") -> dict:
             model=f"tfidf+logreg C={c}",
             accuracy=float((pred == y).mean()),
             macro_f1=float(f1_score(y, pred, average="macro")),
-            majority=float(np.bincount(y).max() / len(y)),
+            majority=majority_class(np.asarray(tr["label"]), y)["accuracy"],
         )
     elif kind == "regression":
         from scipy.stats import pearsonr, spearmanr
@@ -178,4 +183,92 @@ def tfidf_baseline(task_name: str, cache=None, split: str = "test") -> dict:
             exact_match=float(np.mean([p == r for p, r in pairs])),
         )
     out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chance floors
+
+
+def _norm(s: str) -> str:
+    """Whitespace/case normalisation of `evaluate.text_metrics`' exact match."""
+    return " ".join(s.lower().split())
+
+
+def majority_class(train_labels: Sequence[int], eval_labels: Sequence[int], num_labels: int | None = None) -> dict:
+    """Always predict the training split's most frequent label (ties: the smallest) and score it on
+    ``eval_labels`` with `evaluate.classification_metrics`' definitions: accuracy, macro-F1 over ``num_labels``
+    classes (default: every label seen), and F1 of class 1 when binary."""
+    tr, ev = np.asarray(train_labels, np.int64), np.asarray(eval_labels, np.int64)
+    if not len(tr) or not len(ev):
+        raise ValueError("majority_class needs non-empty train and eval labels")
+    k = num_labels or int(max(tr.max(), ev.max())) + 1
+    label = int(np.bincount(tr, minlength=k).argmax())
+    share = float(np.mean(ev == label))
+    f1 = [2 * share / (share + 1) if c == label and share > 0 else 0.0 for c in range(k)]
+    out = {"model": "majority class (train)", "majority_label": label, "accuracy": share,
+           "macro_f1": float(np.mean(f1))}
+    if k == 2:
+        out["f1"] = f1[1]
+    return out
+
+
+def majority_answer(train_targets: Sequence[str], train_tasks: Sequence[str], eval_targets: Sequence[str],
+                    eval_tasks: Sequence[str]) -> dict:
+    """Per-task majority answer of a text-to-text mixture: for every task, always answer its most frequent
+    training target, counted after `evaluate.text_metrics`' normalisation (ties: the first in sorted order; a task
+    absent from train answers "").
+
+    Returns exact_match (normalised, as `evaluate.text_metrics`), rougeL and token_f1 over all eval rows, the
+    same ``per_task`` and the ``answers`` used."""
+    if len(train_targets) != len(train_tasks) or len(eval_targets) != len(eval_tasks):
+        raise ValueError("targets and tasks differ in length")
+    if not len(eval_targets):
+        raise ValueError("majority_answer needs eval rows")
+    counts: dict[str, dict[str, Counter]] = {}  # task -> normalised answer -> its spellings
+    for t, task in zip(train_targets, train_tasks, strict=True):
+        counts.setdefault(task, {}).setdefault(_norm(t), Counter())[t] += 1
+
+    def top(c: dict[str, int]) -> str:
+        return min(c, key=lambda k: (-c[k], k))
+
+    answers = {task: top(by_norm[top({n: sum(c.values()) for n, c in by_norm.items()})])
+               for task, by_norm in counts.items()}
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for ref, task in zip(eval_targets, eval_tasks, strict=True):
+        pred = answers.get(task, "")
+        rows.setdefault(task, []).append((float(_norm(pred) == _norm(ref)), rouge_l(pred, ref), token_f1(pred, ref)))
+
+    def mean(r: list) -> dict[str, float]:
+        m = np.mean(np.asarray(r, np.float64), axis=0)
+        return {"exact_match": float(m[0]), "rougeL": float(m[1]), "token_f1": float(m[2])}
+
+    return {"model": "per-task majority answer (train)", **mean([x for r in rows.values() for x in r]),
+            "per_task": {task: mean(r) for task, r in sorted(rows.items())},
+            "answers": {task: answers.get(task, "") for task in sorted(rows)}}
+
+
+def majority_baseline(task_name: str, cache=None, split: str = "test") -> dict:
+    """Chance floor of a prepared task on ``split``: majority class (classification), the training mean
+    (regression: MSE; Pearson/Spearman are 0), the expected score of a random ranking (ranking), or the
+    per-task majority answer (seq2seq; the mixture's ``task`` column, else one task)."""
+    kind = TASKS[task_name]["kind"]
+    ds = load_task(task_name, cache)
+    tr, te = ds["train"], ds[split]
+    out: dict = {"task": task_name, "split": split}
+    if kind == "classification":
+        out.update(majority_class(tr["label"], te["label"], TASKS[task_name]["num_labels"]))
+    elif kind == "regression":
+        mean, y = float(np.mean(tr["label"])), np.asarray(te["label"], np.float64)
+        out.update(model="training mean", prediction=mean, pearson=0.0, spearman=0.0,
+                   mse=float(np.mean((y - mean) ** 2)))
+    elif kind == "ranking":
+        c = len(te["candidates"][0])  # the positive's rank is uniform over 1..c
+        out.update({"model": "random ranking (expected)", "recall@1": 1.0 / c,
+                    "mrr@10": float(sum(1 / r for r in range(1, min(c, 10) + 1)) / c)})
+    else:
+        def tasks(d) -> list[str]:
+            return list(d["task"]) if "task" in d.column_names else [task_name] * len(d)
+
+        out.update(majority_answer(tr["targets"], tasks(tr), te["targets"], tasks(te)))
     return out

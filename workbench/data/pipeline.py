@@ -1,5 +1,6 @@
 """Pure-numpy training pipelines: packing, deterministic batching, PrefixLM split, T5/UL2 span corruption,
-and task tokenisation into padded arrays (pad 0; seq2seq targets end with EOS).
+and task tokenisation into padded arrays (pad 0; seq2seq targets end with EOS; text-to-text prompts are cut in
+their passage only, never in the instruction, question or options).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class Denoiser:
     prefix: bool = False
 
 
-# T5Gemma 2's mixture (DESIGN §3): weights 1:1:1:1:4.
+# T5Gemma 2's UL2 mixture: weights 1:1:1:1:4.
 UL2_MIXTURE: tuple[tuple[Denoiser, float], ...] = (
     (Denoiser(3, 0.15, "[NLU]"), 1.0),
     (Denoiser(12, 0.5, "[NLG]"), 1.0),
@@ -174,6 +175,65 @@ def _cut_eos(ids: list[int], max_len: int, eos_id: int) -> list[int]:
     return ids[: max_len - 1] + [eos_id]
 
 
+class PromptTooLong(ValueError):
+    """A prompt whose non-passage part (instruction, question, options) alone exceeds the token budget."""
+
+    def __init__(self, task: str, fixed_tokens: int, budget: int):
+        self.task, self.fixed_tokens, self.budget = task, fixed_tokens, budget
+        super().__init__(f"task {task!r}: the prompt without its passage is {fixed_tokens} tokens, over the "
+                         f"budget of {budget} (max_input_len - 1 for EOS)")
+
+
+def _water_fill(lengths: Sequence[int], total: int) -> list[int]:
+    """Split ``total`` tokens over passages of ``lengths``: equal shares, a short passage's leftover to the rest."""
+    keep, left, open_ = [0] * len(lengths), max(0, total), sorted(range(len(lengths)), key=lambda i: lengths[i])
+    while open_ and left > 0:
+        share = left // len(open_)
+        i = open_[0]
+        if lengths[i] <= share:  # the shortest fits whole
+            keep[i], left = lengths[i], left - lengths[i]
+            open_.pop(0)
+            continue
+        for j in open_:
+            keep[j] = share
+        for j in open_[: left - share * len(open_)]:  # the remainder, one token each
+            keep[j] += 1
+        break
+    return keep
+
+
+def fit_prompt(text: str, task: str, tokenizer, budget: int, ids: list[int] | None = None) -> list[int]:
+    """Token ids of a text-to-text prompt (:func:`workbench.data.tasks.format_text_to_text`) within ``budget``:
+    only the passage (``tasks.PASSAGE_FIELDS``) is shortened, from its end, so the instruction, the question
+    and any answer options survive whole. Several passages (WiC's two sentences) share the room equally.
+
+    Raises :class:`PromptTooLong` when the prompt without its passage exceeds ``budget``, and ``ValueError`` when
+    an over-long ``text`` matches none of the task's templates."""
+    from workbench.data.tasks import PASSAGE_FIELDS, parse_prompt
+
+    ids = tokenizer.encode(text) if ids is None else ids
+    if len(ids) <= budget:
+        return ids
+    parsed = parse_prompt(text, task)
+    if parsed is None:
+        raise ValueError(f"task {task!r}: a {len(ids)}-token prompt over the budget of {budget} matches no "
+                         f"template of the task, so its passage cannot be found: {text[:120]!r}")
+    src, fields = parsed
+    names = [f for f in PASSAGE_FIELDS.get(task, ()) if f in fields]
+    fixed = len(tokenizer.encode(src.format(**{**fields, **dict.fromkeys(names, "")})))
+    if fixed > budget:
+        raise PromptTooLong(task, fixed, budget)
+    passages = [tokenizer.encode(fields[f]) for f in names]
+    room = budget - fixed
+    while True:  # token counts do not add up exactly across the joins: shrink until it fits (room 0 always does)
+        keep = _water_fill([len(p) for p in passages], room)
+        cut = {f: tokenizer.decode(p[:k]) for f, p, k in zip(names, passages, keep, strict=True)}
+        out = tokenizer.encode(src.format(**{**fields, **cut}))
+        if len(out) <= budget or room <= 0:
+            return out
+        room = max(0, room - (len(out) - budget))
+
+
 def tokenize_seq2seq(
     ds,
     tokenizer,
@@ -181,15 +241,65 @@ def tokenize_seq2seq(
     max_target_len: int,
     input_field: str = "inputs",
     target_field: str = "targets",
+    task_field: str | None = "task",
 ) -> dict[str, np.ndarray]:
-    """Padded ``inputs`` [N, Li] and ``targets`` [N, Lt]; both end with EOS (kept under truncation)."""
-    src = tokenizer.encode_batch(list(ds[input_field]))
+    """Padded ``inputs`` [N, Li] and ``targets`` [N, Lt]; both end with EOS (kept under truncation).
+
+    Rows whose ``task_field`` names a text-to-text task (the mixture's ``task`` column) are fitted with
+    :func:`fit_prompt`: only the passage is cut, never the instruction, question or options; if some prompt's
+    non-passage part alone is over ``max_input_len - 1`` tokens, a ``ValueError`` names the tasks and the
+    ``max_input_len`` they need. Other inputs keep their first ``max_input_len - 1`` tokens."""
+    texts, src, tasks = _prompts(ds, tokenizer, input_field, task_field)
     tgt = tokenizer.encode_batch(list(ds[target_field]))
     eos = tokenizer.eos_id
+    rows, need = [], {}
+    for text, ids, task in zip(texts, src, tasks, strict=True):
+        if task is not None and len(ids) > max_input_len - 1:
+            try:
+                ids = fit_prompt(text, task, tokenizer, max_input_len - 1, ids)
+            except PromptTooLong as e:
+                n, most = need.get(task, (0, 0))
+                need[task] = (n + 1, max(most, e.fixed_tokens + 1))
+                continue
+        rows.append(_cut_eos(ids, max_input_len, eos))
+    if need:
+        detail = ", ".join(f"{t}: {n} of {tasks.count(t)} rows, up to max_input_len {m} needed"
+                           for t, (n, m) in sorted(need.items()))
+        raise ValueError(f"tokenize_seq2seq: max_input_len={max_input_len} cannot hold the instruction, question "
+                         f"and options of some prompts even with their passage removed ({detail}); raise "
+                         f"max_input_len, or keep only the rows that fit (`prompt_rows_that_fit`)")
     return {
-        "inputs": pad_to([_cut_eos(s, max_input_len, eos) for s in src], max_input_len),
+        "inputs": pad_to(rows, max_input_len),
         "targets": pad_to([_cut_eos(t, max_target_len, eos) for t in tgt], max_target_len),
     }
+
+
+def _prompts(ds, tokenizer, input_field: str, task_field: str | None) -> tuple[list[str], list[list[int]], list]:
+    """(texts, their token ids, each row's text-to-text task or None)."""
+    from workbench.data.tasks import TEMPLATES
+
+    texts = list(ds[input_field])
+    columns = ds.column_names if hasattr(ds, "column_names") else list(ds)
+    tasks = list(ds[task_field]) if task_field is not None and task_field in columns else [None] * len(texts)
+    return texts, tokenizer.encode_batch(texts), [t if t in TEMPLATES else None for t in tasks]
+
+
+def prompt_rows_that_fit(
+    ds, tokenizer, max_input_len: int, input_field: str = "inputs", task_field: str | None = "task"
+) -> list[int]:
+    """Indices of the rows :func:`tokenize_seq2seq` can fit into ``max_input_len`` without cutting the
+    instruction, question or options (``ds.select`` them first to drop the rest, e.g. retrieval items whose
+    four definitions alone are too long). Rows that are not text-to-text prompts always fit."""
+    texts, src, tasks = _prompts(ds, tokenizer, input_field, task_field)
+    keep = []
+    for i, (text, ids, task) in enumerate(zip(texts, src, tasks, strict=True)):
+        if task is not None and len(ids) > max_input_len - 1:
+            try:
+                fit_prompt(text, task, tokenizer, max_input_len - 1, ids)
+            except PromptTooLong:
+                continue
+        keep.append(i)
+    return keep
 
 
 def tokenize_classification(

@@ -27,8 +27,11 @@ Common schemas: classification ``text`` (or ``text_a``, ``text_b``) + int ``labe
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import re
+import string
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -391,15 +394,53 @@ def format_text_to_text(example: dict, task_name: str, template: int | None = No
     if task_name == "genre":
         f["genres"] = ", ".join(g.replace("_", " ") for g in BROWN_GENRES)
     if task_name == "retrieval":
-        cands = (
-            example["candidates"][:4]
-            if example["label"] < 4
-            else example["candidates"][:3] + [example["candidates"][example["label"]]]
-        )
-        lab = example["label"] if example["label"] < 4 else 3
-        f["options"] = "\n".join(f"{LETTERS[j]}) {c}" for j, c in enumerate(cands))
-        f["letter"] = LETTERS[lab]
+        options, slot = retrieval_options(example)
+        f["options"] = "\n".join(f"{LETTERS[j]}) {c}" for j, c in enumerate(options))
+        f["letter"] = LETTERS[slot]
     return {"inputs": src.format(**f), "targets": tgt.format(**f)}
+
+
+def retrieval_options(example: dict, n_options: int = 4) -> tuple[list[str], int]:
+    """Multiple-choice options of a retrieval example: the positive plus the first ``n_options - 1`` other
+    candidates, the positive at a slot drawn uniformly (seeded by a stable hash of the example) -> (options, slot).
+    """
+    cands, label = list(example["candidates"]), int(example["label"])
+    k = min(n_options, len(cands))
+    negatives = [c for j, c in enumerate(cands) if j != label][: k - 1]
+    key = json.dumps(example, sort_keys=True, ensure_ascii=False)
+    slot = stable_hash("retrieval-slot", key) % k
+    return negatives[:slot] + [cands[label]] + negatives[slot:], slot
+
+
+# The passage fields of each template: the only part of a prompt that may be cut to fit a length budget.
+PASSAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "sentiment_binary": ("text",),
+    "sentiment_regression": ("text",),
+    "wic": ("text_a", "text_b"),
+    "definition": ("sentence",),
+    "retrieval": ("sentence",),
+    "genre": ("text",),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _template_regex(src: str) -> re.Pattern:
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(src):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(f"(?P<{field}>.*?)")
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def parse_prompt(inputs: str, task_name: str) -> tuple[str, dict[str, str]] | None:
+    """Recover (template source, field values) of a prompt made by :func:`format_text_to_text`, such that
+    ``source.format(**fields) == inputs``; None when no template of the task matches."""
+    for src, _ in TEMPLATES.get(task_name, []):
+        m = _template_regex(src).fullmatch(inputs)
+        if m is not None:
+            return src, m.groupdict()
+    return None
 
 
 def build_mixture(parts: dict[str, dict], caps: dict[str, int] | None = None) -> dict:
