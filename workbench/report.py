@@ -1,18 +1,26 @@
-"""Claims table and report rendering for the final report notebook.
+"""Claims verdicts and report rendering for the final report notebook.
 
-A `Claim` states a paper result as a quantity and a direction: e.g. "2B-2B beats 2B on PT" becomes the
-per-seed difference `score(2B-2B) - score(2B)` with direction '>' against threshold 0. Its verdict is computed
-from our numbers, never typed, by `verdict`:
+A `Claim` (registry: `workbench.claims`) states a paper result as a per-seed quantity, a direction and a
+**margin**, the smallest effect of interest in our units, no larger than the paper's effect translated to our
+measure (`Claim.translation` says how). Its verdict is computed from our numbers, never typed, by `verdict`.
 
-* n >= 2 values (seeds / repeats) with finite sample std: a two-sided one-sample t-test of the mean against
-  `threshold` at level `alpha` (default 0.05), i.e. the (1 - alpha) t confidence interval
-  mean +- t_{1-alpha/2, n-1} * std / sqrt(n).
-  - direction '>' : 'holds' if the interval lies above the threshold, 'contradicted' if it lies below,
-    'inconclusive' if it contains it. '<' mirrored.
-  - direction '~' (e.g. "9B-2B has 2B-like latency"): 'holds' if the interval lies within
-    threshold +- margin, 'contradicted' if it lies entirely outside it, 'inconclusive' otherwise.
-* n < 2 (or a zero std with n >= 2, treated as an exact value): without spread no test is possible, so a
-  single value gives 'inconclusive'; a zero-spread set of repeats is judged by its mean alone.
+The rule. Values are paired per-seed differences (or ratios), d_i = value_i - threshold, i = 1..n. With
+n >= 3 (`MIN_SEEDS`) the (1 - alpha) t-interval of their mean is [lo, hi] = mean -+ h,
+h = t_{1-alpha/2, n-1} * s / sqrt(n) (s: sample std; alpha = 0.05 by default). h is the **smallest detectable
+effect** shown beside the margin m. Verdicts, first match wins:
+
+1. **not measured at this scale**: no data, n < 3, a baseline with one seed copied to every seed, or a reason
+   the claim gives from the recorded parameters (e.g. a run capped below matched compute);
+2. **equivalent**: -m < lo and hi < m: whatever the difference, it is smaller than the margin (for a '≥' or
+   '≈' claim this is what the claim predicts; for '>' / '<' it rules out an effect of interest);
+3. **holds**: the interval lies on the claimed side: '>' lo > 0; '<' hi < 0; '≥' (at least as good,
+   non-inferiority) lo > -m; '≤' hi < m. A point estimate >= m is not required. ('≈' has no separate 'holds':
+   its claim is rule 2.)
+4. **contradicted**: the interval lies on the other side: '>' hi < 0; '<' lo > 0; '≥' hi < -m; '≤' lo > m;
+   '≈' lo > m or hi < -m;
+5. **underpowered**: anything else: the interval is too wide to decide (typically lo < -m and hi > m).
+
+A zero spread over n >= 3 repeats gives h = 0: the mean alone decides.
 """
 
 from __future__ import annotations
@@ -31,8 +39,13 @@ from typing import Any
 
 from workbench import results
 
-HOLDS, CONTRADICTED, INCONCLUSIVE = "holds", "contradicted", "inconclusive"
-_DIRECTIONS = {">": ">", "greater": ">", "<": "<", "less": "<", "~": "~", "similar": "~"}
+HOLDS, CONTRADICTED, EQUIVALENT = "holds", "contradicted", "equivalent"
+UNDERPOWERED, NOT_MEASURED = "underpowered", "not measured at this scale"
+VERDICTS = (HOLDS, CONTRADICTED, EQUIVALENT, UNDERPOWERED, NOT_MEASURED)
+MIN_SEEDS = 3
+_DIRECTIONS = {">": ">", "greater": ">", "<": "<", "less": "<", ">=": "≥", "≥": "≥", "<=": "≤", "≤": "≤",
+               "~": "≈", "≈": "≈", "similar": "≈"}
+NO_DATA = "no data"
 
 
 # ----------------------------------------------------------------------------------------- verdicts
@@ -42,51 +55,99 @@ def _t_crit(alpha: float, dof: int) -> float:
     return float(stats.t.ppf(1.0 - alpha / 2.0, dof))
 
 
-def verdict(ours_mean: float, ours_std: float, n: int, threshold: float = 0.0, direction: str = ">",
-            alpha: float = 0.05, margin: float = 0.0) -> str:
-    """'holds' | 'contradicted' | 'inconclusive' from mean, sample std and count (rule: module docstring)."""
+def direction_symbol(direction: str) -> str:
+    """Canonical symbol ('>', '<', '≥', '≤', '≈') of a direction or its alias."""
     d = _DIRECTIONS.get(direction)
     if d is None:
         raise ValueError(f"direction must be one of {sorted(_DIRECTIONS)}, got {direction!r}")
-    if n < 1 or not math.isfinite(ours_mean):
-        return INCONCLUSIVE
-    if n < 2 or not math.isfinite(ours_std):
-        return INCONCLUSIVE
-    half = _t_crit(alpha, n - 1) * ours_std / math.sqrt(n)
-    lo, hi = ours_mean - half, ours_mean + half
-    if d == ">":
-        return HOLDS if lo > threshold else CONTRADICTED if hi < threshold else INCONCLUSIVE
-    if d == "<":
-        return HOLDS if hi < threshold else CONTRADICTED if lo > threshold else INCONCLUSIVE
-    if threshold - margin <= lo and hi <= threshold + margin:
-        return HOLDS
-    if hi < threshold - margin or lo > threshold + margin:
-        return CONTRADICTED
-    return INCONCLUSIVE
+    return d
+
+
+def interval(mean: float, std: float, n: int, alpha: float = 0.05) -> tuple[float, float, float]:
+    """(lo, hi, half-width) of the (1 - alpha) t-interval of a mean; NaNs when n < 2 or a value is not finite."""
+    if n < 2 or not (math.isfinite(mean) and math.isfinite(std)):
+        return math.nan, math.nan, math.nan
+    half = _t_crit(alpha, n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half, half
+
+
+def judge(lo: float, hi: float, direction: str, margin: float) -> str:
+    """Rules 2-5 of the module docstring for an interval [lo, hi] of value - threshold."""
+    d, m = direction_symbol(direction), margin
+    if -m < lo and hi < m:
+        return EQUIVALENT
+    side = {">": (lo > 0, hi < 0), "<": (hi < 0, lo > 0), "≥": (lo > -m, hi < -m), "≤": (hi < m, lo > m),
+            "≈": (False, lo > m or hi < -m)}[d]
+    return HOLDS if side[0] else CONTRADICTED if side[1] else UNDERPOWERED
+
+
+def verdict(mean: float, std: float, n: int, threshold: float = 0.0, direction: str = ">",
+            alpha: float = 0.05, margin: float = 0.0, reason: str = "") -> str:
+    """One of `VERDICTS` from the mean, sample std and count of per-seed values (rule: module docstring)."""
+    direction_symbol(direction)
+    if reason or n < MIN_SEEDS or not (math.isfinite(mean) and math.isfinite(std)):
+        return NOT_MEASURED
+    lo, hi, _ = interval(mean, std, n, alpha)
+    return judge(lo - threshold, hi - threshold, direction, margin)
 
 
 # ----------------------------------------------------------------------------------------- claims
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """What a measure may return instead of plain values: the values and, if set, why they do not measure
+    the claim at this scale (e.g. a one-seed baseline copied to every seed)."""
+
+    values: Sequence[float]
+    reason: str = ""
+
+
 Measure = Callable[[Mapping[str, Any]], Any] | str
+Check = Callable[[Mapping[str, Any]], str | None]
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """A paper claim. `measure` maps metrics_by_experiment to our values (one per seed), or is a key
-    'experiment/metric/sub' into them. The claim is: measure `direction` `threshold` ('>', '<', or '~' within
-    `margin`). `paper_value` is the paper's number for the same quantity (shown, not tested)."""
+    """A paper claim, stated before any run. `measure` maps metrics_by_experiment to our values (one per
+    seed), or is a key 'experiment/metric/sub' into them. The claim is: measure - `threshold` `direction` 0,
+    judged against `margin` (> 0, our units), whose derivation from the paper's effect is `translation`.
+    `text` says exactly what is measured; `paper` is the paper's statement (shown, not tested). `check` maps
+    {experiment: recorded parameters} to a reason the run cannot measure the claim (or None)."""
 
     id: str
     text: str
-    paper_value: float | str | None
+    paper: str
     measure: Measure
-    direction: str = ">"
+    direction: str
+    margin: float
+    translation: str
     threshold: float = 0.0
-    margin: float = 0.0
     unit: str = ""
+    check: Check | None = None
 
     def __post_init__(self) -> None:
-        if self.direction not in _DIRECTIONS:
-            raise ValueError(f"claim {self.id}: direction must be one of {sorted(_DIRECTIONS)}")
+        direction_symbol(self.direction)
+        if not (math.isfinite(self.margin) and self.margin > 0):
+            raise ValueError(f"claim {self.id}: the margin must be a finite number > 0, got {self.margin!r}")
+        if not self.translation.strip():
+            raise ValueError(f"claim {self.id}: say how the margin translates the paper's effect")
+
+    @property
+    def test(self) -> str:
+        """The claim as a formula, e.g. '> 0 (margin 0.015)', '≈ 1 ± 0.35'."""
+        d = direction_symbol(self.direction)
+        if d == "≈":
+            return f"≈ {self.threshold:g} ± {self.margin:g}"
+        return f"{d} {self.threshold:g} (margin {self.margin:g})"
+
+
+def describe(measure: Measure) -> str:
+    """How a measure is computed, in words: the key, or the callable's `str` / docstring / name."""
+    if isinstance(measure, str):
+        return measure
+    if type(measure).__str__ is not object.__str__:
+        return str(measure)
+    doc = (getattr(measure, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else getattr(measure, "__name__", type(measure).__name__)
 
 
 def lookup(metrics_by_experiment: Mapping[str, Any], key: str) -> Any:
@@ -122,26 +183,57 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
-def evaluate(claim: Claim, metrics_by_experiment: Mapping[str, Any], alpha: float = 0.05) -> dict[str, Any]:
-    """One claims-table row: our values, mean, std, n, the verdict and a note."""
-    note = ""
+def _check(claim: Claim, params: Mapping[str, Any] | None) -> str:
+    """The claim's own reason not to judge this run ('' if none or its parameters are not there to read)."""
+    if claim.check is None or params is None:
+        return ""
+    try:
+        return claim.check(params) or ""
+    except (KeyError, IndexError, TypeError, ValueError):
+        return ""
+
+
+def evaluate(claim: Claim, metrics_by_experiment: Mapping[str, Any], alpha: float = 0.05,
+             params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One claims-table row: n, mean, interval, smallest detectable effect, verdict and its reason. `params`:
+    {experiment: recorded parameters}, read by the claim's `check`. A measure that finds nothing gives n = 0
+    and a reason starting with 'no data' (unless the claim's check explains the absence)."""
+    reason = ""
     try:
         raw = (lookup(metrics_by_experiment, claim.measure) if isinstance(claim.measure, str)
                else claim.measure(metrics_by_experiment))
-        vals = [v for v in _values(raw)]
+        if isinstance(raw, Measured):
+            raw, reason = list(raw.values), raw.reason
+        vals = _values(raw)
+        if any(not math.isfinite(v) for v in vals):
+            vals, reason = [], f"{NO_DATA}: non-finite measurement"
     except (KeyError, IndexError, TypeError, ValueError) as e:
-        vals, note = [], f"no data: {e}"
-    if any(not math.isfinite(v) for v in vals):
-        note, vals = "non-finite measurement", []
+        vals, reason = [], f"{NO_DATA}: {e}"
+    if own := _check(claim, params):
+        reason = own
+    elif vals and not reason and len(vals) < MIN_SEEDS:
+        reason = f"{len(vals)} seed(s); at least {MIN_SEEDS} needed"
     mean, std = mean_std(vals)
-    if len(vals) == 1:
-        note = note or "single value: no spread to test"
-    v = verdict(mean, std, len(vals), claim.threshold, claim.direction, alpha, claim.margin)
-    sym = {">": ">", "<": "<", "~": "≈"}[_DIRECTIONS[claim.direction]]
-    test = f"{sym} {claim.threshold:g}" + (f" ± {claim.margin:g}" if _DIRECTIONS[claim.direction] == "~" else "")
-    return {"id": claim.id, "claim": claim.text, "paper": claim.paper_value, "test": test,
-            "ours": format_mean_std(mean, std, claim.unit), "mean": mean, "std": std, "n": len(vals),
-            "verdict": v, "note": note}
+    lo, hi, half = interval(mean, std, len(vals), alpha)
+    v = verdict(mean, std, len(vals), claim.threshold, claim.direction, alpha, claim.margin, reason)
+    return {"id": claim.id, "claim": claim.text, "paper": claim.paper, "measure": describe(claim.measure),
+            "test": claim.test, "margin": claim.margin, "translation": claim.translation, "unit": claim.unit,
+            "n": len(vals), "mean": mean, "lo": lo, "hi": hi, "detectable": half, "verdict": v,
+            "reason": reason or _why(v, claim, half)}
+
+
+def _why(v: str, claim: Claim, half: float) -> str:
+    """A short reading of a measured verdict."""
+    d = direction_symbol(claim.direction)
+    if v == EQUIVALENT:
+        return ("what the claim predicts" if d in "≥≤≈"
+                else "any difference is below the margin: an effect of interest is ruled out")
+    if v == UNDERPOWERED:
+        if half >= claim.margin:
+            return (f"smallest detectable effect {half:.2g} is {half / claim.margin:.1f}× the margin: more seeds or "
+                    "test examples needed")
+        return "the interval straddles a bound of the margin"
+    return ""
 
 
 def format_mean_std(mean: float, std: float, unit: str = "") -> str:
@@ -151,14 +243,31 @@ def format_mean_std(mean: float, std: float, unit: str = "") -> str:
     return f"{s} {unit}".strip()
 
 
-def claims_table(claims: Sequence[Claim], metrics_by_experiment: Mapping[str, Any], alpha: float = 0.05):
-    """DataFrame with one row per claim: id, claim, paper, test, ours (mean ± std), mean, std, n, verdict, note."""
+def format_interval(lo: float, hi: float) -> str:
+    """'[lo, hi]' with 3 significant digits, '—' without an interval."""
+    return f"[{lo:.3g}, {hi:.3g}]" if math.isfinite(lo) and math.isfinite(hi) else "—"
+
+
+def claims_table(claims: Sequence[Claim], metrics_by_experiment: Mapping[str, Any], alpha: float = 0.05,
+                 params: Mapping[str, Any] | None = None):
+    """DataFrame with one `evaluate` row per claim (ids must be unique)."""
     import pandas as pd
 
     ids = [c.id for c in claims]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate claim ids: {sorted({i for i in ids if ids.count(i) > 1})}")
-    return pd.DataFrame([evaluate(c, metrics_by_experiment, alpha) for c in claims])
+    return pd.DataFrame([evaluate(c, metrics_by_experiment, alpha, params) for c in claims])
+
+
+def verdicts_view(table):
+    """The claims table as read: id, claim, test, n, mean, interval '[lo, hi]', detectable, verdict, reason."""
+    out = table.assign(interval=[format_interval(lo, hi) for lo, hi in zip(table["lo"], table["hi"], strict=True)])
+    return out[["id", "claim", "test", "n", "mean", "interval", "detectable", "verdict", "reason"]]
+
+
+def missing_data(table) -> list[str]:
+    """Ids of the claims-table rows without any data that no claim check explains (renamed or absent keys)."""
+    return [r.id for r in table.itertuples() if r.n == 0 and str(r.reason).startswith(NO_DATA)]
 
 
 # ----------------------------------------------------------------------------------------- rendering
@@ -268,7 +377,8 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 table.table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
 .table th,.table td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 .table th{background:#f3f3f3} img,.svg svg{max-width:100%;height:auto} h2{border-bottom:1px solid #ddd}
-td.holds{background:#dff3df} td.contradicted{background:#f8dada} td.inconclusive{background:#f5f0d8}"""
+td.holds{background:#dff3df} td.contradicted{background:#f8dada} td.equivalent{background:#dde8f8}
+td.underpowered{background:#f5f0d8} td.not-measured{background:#eeeeee}"""
 
 
 def render_html(sections: Sequence[Section], path: str | os.PathLike, title: str = "workbench report",
@@ -280,8 +390,8 @@ def render_html(sections: Sequence[Section], path: str | os.PathLike, title: str
     toc = "".join(f'<li><a href="#{_slug(s.title)}">{html.escape(s.title)}</a></li>' for s in sections)
     body = "".join(f'<h2 id="{_slug(s.title)}">{html.escape(s.title)}</h2>\n'
                    + "".join(_html_block(b) for b in s.blocks) for s in sections)
-    for v in (HOLDS, CONTRADICTED, INCONCLUSIVE):  # colour verdict cells
-        body = body.replace(f"<td>{v}</td>", f'<td class="{v}">{v}</td>')
+    for v in VERDICTS:  # colour verdict cells
+        body = body.replace(f"<td>{v}</td>", f'<td class="{_slug(v).removesuffix("-at-this-scale")}">{v}</td>')
     stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n<p>Rendered {stamp} UTC.</p>"

@@ -1,0 +1,53 @@
+"""The claims registry (`workbench.claims`): sane, and every claim resolves against the committed cpu metrics."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from workbench import claims, report, results
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def test_registry_is_sane():
+    ids = [c.id for c in claims.CLAIMS]
+    assert len(ids) == len(set(ids)), ids
+    assert not {"T9", "T10"} & set(ids), "T9 duplicates E1 and T10 duplicates E4: one of each pair is kept"
+    for c in claims.CLAIMS:
+        assert c.margin > 0 and c.translation.strip() and c.text.strip() and c.paper.strip(), c.id
+        assert report.direction_symbol(c.direction) in (">", "<", "≥", "≤", "≈"), c.id
+        assert claims.keys(c), f"{c.id}: its measure names no recorded key"
+        assert "matched compute" not in c.text or "cap" in c.text, f"{c.id}: say what a capped run measures"
+    assert claims.BY_ID["E2"].direction == "≥"  # a tie must be able to satisfy 'at least as good'
+
+
+@pytest.fixture(scope="module")
+def cpu_table():
+    records = results.load_records(RESULTS)
+    metrics = {k: r["metrics"] for k, r in records.items()}
+    params = {k: r["provenance"].get("parameters", {}) for k, r in records.items()}
+    return report.claims_table(claims.CLAIMS, metrics, params=params)
+
+
+def test_every_claim_resolves_against_the_committed_cpu_metrics(cpu_table):
+    """Catches a renamed metric key: the committed cpu results hold every metric the notebooks record."""
+    assert not (missing := report.missing_data(cpu_table)), f"claims without data: {missing}"
+    short = cpu_table[cpu_table["n"] < report.MIN_SEEDS]
+    assert short.empty, f"claims with fewer than {report.MIN_SEEDS} seeds at cpu: {list(short['id'])}"
+    assert set(cpu_table["verdict"]) <= set(report.VERDICTS)
+    assert (cpu_table["detectable"] > 0).all()
+
+
+def test_cpu_reasons_name_what_the_run_cannot_measure(cpu_table):
+    why = dict(zip(cpu_table["id"], cpu_table["reason"], strict=True))
+    verdict = dict(zip(cpu_table["id"], cpu_table["verdict"], strict=True))
+    assert verdict["T11"] == report.NOT_MEASURED and "max_scratch_steps = 100" in why["T11"]  # capped scratch
+    assert verdict["T12"] == report.NOT_MEASURED and "warm-up" in why["T12"]  # read at step 5 of a 10-step warm-up
+
+
+def test_committed_report_lists_the_registry():
+    with open(RESULTS / "report" / "claims.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == [c.id for c in claims.CLAIMS], "re-render: --scale cpu --only report"
+    assert {r["verdict"] for r in rows} <= set(report.VERDICTS)

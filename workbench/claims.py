@@ -1,0 +1,212 @@
+"""The claims registry: every paper claim the report judges, stated before any run.
+
+Each `report.Claim` says what is measured (`text`), how it is computed from the metrics the experiment
+notebooks record (`measure`: a key 'experiment/metric/...' or a `Paired` difference), its direction, and its
+**margin**: the smallest effect of interest in our units, no larger than the effect the paper reports, with the
+translation written beside it (`translation`). Verdicts: `workbench.report` (rule in its docstring).
+
+Translations used below (stated once, applied per claim):
+
+* PT points -> nats. Our PT analogue is the held-out PrefixLM loss (nats/token). The one difference both the
+  paper and we measure on the same axis is the decoder size gap: Gemma 2 2B -> 9B, taken as about 20 PT points
+  (an assumption: the paper's PT tables are not restated here; a larger gap would make a point worth fewer
+  nats), against our small -> large stand-ins, about 0.18-0.21 nats (cpu: 01_pretrain 5.70 vs 5.49,
+  03_sizes dec-S vs dec-L 5.81 vs 5.63). So 1 PT point ~ 0.009 nats (`NATS_PER_PT_POINT`, rounded down).
+* IT / SuperGLUE / GLUE points -> our scores: points are percentages; our ROUGE-L and accuracies are fractions,
+  so 1 point = 0.01.
+* A claim whose paper gives no effect size ("better", "converges fast") gets a stated convention: half a point
+  (0.005) for accuracies, one PT point for losses.
+
+Duplicates removed: T9 ("a causal encoder is worse", PT loss of PrefixLM with a causal encoder) is the claim of
+E1 (bidirectional beats causal), and T10 ("encoder-decoder beats decoder-only on SuperGLUE") is the claim of
+E4; E1 and E4 are kept (both sides of E1 and E4 have every seed, while T10's decoder-only baseline had a single
+seed copied to every seed). The T9 loss difference stays visible in `results/objectives/pt_loss.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from workbench import results
+from workbench.report import Check, Claim, Measured, lookup
+
+NATS_PER_PT_POINT = 0.009
+_PT = f"1 PT point ~ {NATS_PER_PT_POINT} nats (module docstring)"
+_ACC = "points are percentages: 1 point = 0.01 accuracy"
+
+
+def _seeds(x: Any) -> list[float]:
+    if isinstance(x, Mapping) and "values" in x:
+        x = x["values"]
+    return [float(v) for v in x] if isinstance(x, list | tuple) else [float(x)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """Per-seed a - b of two keys. A side with one seed against several is no pairing: the single value is
+    copied to every seed and the result is marked as not measuring the claim."""
+
+    a: str
+    b: str
+
+    def __call__(self, metrics_by_experiment: Mapping[str, Any]) -> Measured:
+        va, vb = _seeds(lookup(metrics_by_experiment, self.a)), _seeds(lookup(metrics_by_experiment, self.b))
+        if len(va) == len(vb):
+            return Measured([x - y for x, y in zip(va, vb, strict=True)])
+        if min(len(va), len(vb)) != 1:
+            raise ValueError(f"{self.a} has {len(va)} seeds, {self.b} {len(vb)}: not paired")
+        single = self.a if len(va) == 1 else self.b
+        va, vb = va * (len(vb) if len(va) == 1 else 1), vb * (len(va) if len(vb) == 1 else 1)
+        return Measured([x - y for x, y in zip(va, vb, strict=True)],
+                        f"{single} has one seed, copied to every seed of the other side: no paired test")
+
+    def __str__(self) -> str:
+        return f"{self.a} − {self.b}, per seed"
+
+
+def runs(experiment: str, param: str, *names: str) -> Check:
+    """A check: the reason when the experiment's recorded parameter list `param` lacks one of `names`."""
+
+    def check(params: Mapping[str, Any]) -> str | None:
+        missing = [n for n in names if n not in params[experiment][param]]
+        return f"this run's {experiment} preset has no {', '.join(missing)} (`{param}`)" if missing else None
+
+    return check
+
+
+def first_of(*checks: Check) -> Check:
+    """A check giving the first reason among `checks`."""
+
+    def check(params: Mapping[str, Any]) -> str | None:
+        return next((r for c in checks if (r := c(params))), None)
+
+    return check
+
+
+def _scratch_capped(params: Mapping[str, Any]) -> str | None:
+    """T11: the from-scratch run is capped below its matched budget (budgets.csv says whether the cap binds)."""
+    cap = params["scratch"]["max_scratch_steps"]
+    if cap is None:
+        return None
+    try:
+        with open(results.results_dir() / "scratch" / "budgets.csv", encoding="utf-8") as f:
+            row = next(r for r in csv.DictReader(f) if r["size"] == "large")
+        if row["cap binds"].strip().lower() != "true":
+            return None
+        binds = f"{row['scratch steps run']} of {row['matched scratch steps']} matched steps"
+    except (OSError, StopIteration, KeyError):
+        binds = "below the matched budget wherever the cap binds (scratch/budgets.csv)"
+    return (f"from scratch is capped at max_scratch_steps = {cap} ({binds}): that favours adaptation, so it "
+            "cannot test the matched-compute claim")
+
+
+def _inside_warmup(params: Mapping[str, Any]) -> str | None:
+    """T12: the quarter point of the adapted run (read at the nearest evaluation) lies inside the LR warm-up."""
+    p = params["scratch"]
+    steps, every, warm = int(p["adapt_steps"]), int(p["eval_every"]["adapted"]), int(p["train"]["warmup_steps"])
+    evals = sorted({*range(0, steps + 1, every), steps})
+    read = min(evals, key=lambda s: abs(s - 0.25 * steps))  # as 04_scratch's at_fraction picks it
+    if read > warm:
+        return None
+    return (f"the quarter point ({0.25 * steps:g} of {steps} steps, read at the evaluation of step {read}) lies "
+            f"inside the {warm}-step LR warm-up: it measures the warm-up, not convergence")
+
+
+def _dropout_pair(params: Mapping[str, Any]) -> str | None:
+    """E5: the comparison needs the default dropout 0.1 against a grid rate of 0."""
+    p = params["gemma_encoder"]
+    low, default = min(p["grid"]["dropout"]), p["default"]["dropout"]
+    if low == 0 and default == 0.1:
+        return None
+    return f"the run compares dropout {default:g} with {low:g}, not 0.1 with 0"
+
+
+_SIZES = "sizes/claims"
+
+
+def _sizes(*models: str) -> Check:
+    return runs("sizes", "models", *models)
+
+
+CLAIMS: list[Claim] = [
+    # ---- Encoder-Decoder Gemma (T5Gemma, arXiv 2504.06225)
+    Claim("T1", "S-S (small decoder adapted to a balanced encoder-decoder, PrefixLM + KD) has a lower held-out "
+          "PrefixLM loss than dec-S (the small decoder continued on the same tokens): loss(dec-S) − loss(S-S)",
+          "+1.8 PT (2B-2B vs 2B)", f"{_SIZES}/S-S beats dec-S/pt_loss_gain", ">", 0.015,
+          f"1.8 PT points × {NATS_PER_PT_POINT} = 0.016, rounded down; {_PT}", unit="nats",
+          check=_sizes("S-S", "dec-S")),
+    Claim("T2", "S-S scores a higher ROUGE-L than dec-S after the same short instruction-tuning analogue (text-to-text "
+          "mixture, greedy generation): ROUGE-L(S-S) − ROUGE-L(dec-S)", "+7.1 IT (2B-2B vs 2B)",
+          f"{_SIZES}/S-S beats dec-S/it_rougeL_gain", ">", 0.07,
+          "7.1 IT points read as ROUGE-L percentage points = 0.071, rounded down", unit="ROUGE-L",
+          check=_sizes("S-S", "dec-S")),
+    Claim("T3", "L-S (large encoder, small decoder, cross-attention warmed up) has a lower held-out PrefixLM loss than "
+          "S-S: loss(S-S) − loss(L-S)", "> +3 (9B-2B vs 2B-2B)", f"{_SIZES}/L-S beats S-S/pt_loss_gain", ">", 0.025,
+          f"3 points (the paper's '> 3', read as PT points) × {NATS_PER_PT_POINT} = 0.027, rounded down; {_PT}",
+          unit="nats", check=_sizes("L-S", "S-S")),
+    Claim("T4", "L-S generates about as fast as S-S: per-seed ratio of batch-1 greedy ms/token, L-S / S-S, "
+          "within 1 ± margin", "9B-2B ≈ 2B-2B latency (Figure 4)", f"{_SIZES}/L-S has S-like latency/ratio_to_S-S",
+          "≈", 0.35, "the paper's effect is 9B-2B staying with 2B-2B while 9B-9B is ≥ 2× slower; 'similar' = within "
+          "35% (a third of that gap; the margin the report used before this registry)", threshold=1.0, unit="x",
+          check=_sizes("L-S", "S-S")),
+    Claim("T5", "L-L (large decoder adapted to a balanced encoder-decoder) has a lower held-out PrefixLM loss than "
+          "dec-L: loss(dec-L) − loss(L-L)", "+1.4 PT (9B-9B vs 9B)", f"{_SIZES}/L-L beats dec-L/pt_loss_gain", ">",
+          0.012, f"1.4 PT points × {NATS_PER_PT_POINT} = 0.0126, rounded down; {_PT}", unit="nats",
+          check=_sizes("L-L", "dec-L")),
+    Claim("T6", "Training only L-S's cross-attention for its first K steps lowers its held-out PrefixLM loss: "
+          "loss(L-S-nowarm) − loss(L-S)", "62.5 vs 61.8 (K = 1000 vs none)",
+          f"{_SIZES}/warm-up helps L-S/pt_loss_gain", ">", 0.006,
+          f"0.7 points (read as PT points) × {NATS_PER_PT_POINT} = 0.0063, rounded down; {_PT}", unit="nats",
+          check=_sizes("L-S", "L-S-nowarm")),
+    Claim("T7", "PrefixLM + KD adaptation reaches a lower held-out PrefixLM loss than UL2: loss(UL2) − loss(PrefixLM). "
+          "Biased toward PrefixLM: the held-out task is PrefixLM itself", "PrefixLM ahead, by up to 3.6",
+          Paired("objectives/pt_loss/ul2", "objectives/pt_loss/prefixlm"), ">", NATS_PER_PT_POINT,
+          f"'up to 3.6' bounds the effect from above only: 1 PT point; {_PT}", unit="nats",
+          check=runs("objectives", "objectives", "prefixlm", "ul2")),
+    Claim("T8", "A classifier on the UL2-adapted encoder's last token beats one on the PrefixLM-adapted encoder "
+          "(SuperGLUE-style tasks, mean accuracy): acc(UL2) − acc(PrefixLM)", "UL2 higher on SuperGLUE",
+          Paired("objectives/superglue_mean/ul2", "objectives/superglue_mean/prefixlm"), ">", 0.005,
+          f"no effect size in the paper: convention of half a point; {_ACC}", unit="accuracy",
+          check=runs("objectives", "objectives", "prefixlm", "ul2")),
+    Claim("T11", "The large decoder adapted with PrefixLM reaches a lower held-out loss than the same shape trained "
+          "from scratch for min(compute-matched steps, max_scratch_steps) steps (matched compute only where the "
+          "cap does not bind): loss(scratch) − loss(adapted)", "from scratch wins only at the smallest size",
+          "scratch/adapted_advantage/large", ">", NATS_PER_PT_POINT,
+          f"no effect size in the paper: convention of one PT point; {_PT}", unit="nats",
+          check=first_of(runs("scratch", "sizes", "large"), _scratch_capped)),
+    Claim("T12", "The adapted small model has more than half of its run's held-out loss improvement at the "
+          "evaluation nearest a quarter of its steps: fraction of the gain reached there, against 1/2",
+          "adaptation converges fast", "scratch/adapt_fraction_of_gain_at_25pct/small", ">", 0.05,
+          "no effect size in the paper: convention of 5% of the run's gain", threshold=0.5,
+          check=first_of(runs("scratch", "sizes", "small"), _inside_warmup)),
+    # ---- Gemma Encoder (arXiv 2503.02656); claim task accuracy, small adapted encoder, mean pooling, dropout 0.1
+    Claim("E1", "The small adapted encoder finetuned with bidirectional attention beats the same with its causal "
+          "mask: acc(bidirectional) − acc(causal)", "bidirectional better",
+          "gemma_encoder/claims/bidirectional_gt_causal", ">", 0.005,
+          f"no effect size used from the paper: convention of half a point; {_ACC}", unit="accuracy"),
+    Claim("E2", "Mean pooling is at least as good as attention pooling (non-inferiority): acc(mean) − "
+          "acc(attention) ≥ −margin", "mean ≥ attention ≥ first ≥ last (EmbeddingGemma)",
+          "gemma_encoder/claims/simple_pooling_ge_attention", "≥", 0.005,
+          f"non-inferiority: 'as good' tolerates half a point; {_ACC}", unit="accuracy"),
+    Claim("E3", "The small decoder adapted to an encoder beats the same architecture trained from scratch on the task: "
+          "acc(adapted) − acc(scratch)", "adapted better", "gemma_encoder/claims/adapted_gt_scratch", ">", 0.005,
+          f"no effect size in the paper: convention of half a point; {_ACC}", unit="accuracy"),
+    Claim("E4", "The encoder of an adapted encoder-decoder (mean of the UL2 and PrefixLM encoders) beats the "
+          "decoder-derived encoder: acc(enc-dec encoder) − acc(decoder encoder)", "EmbeddingGemma: enc-dec better",
+          "gemma_encoder/claims/encdec_encoder_gt_decoder_encoder", ">", 0.005,
+          f"no effect size used from the paper: convention of half a point; {_ACC}", unit="accuracy"),
+    Claim("E5", "Dropout 0.1 on the pooled vector beats no dropout: acc(0.1) − acc(0)",
+          "rate matters (0.1 best in the paper)", "gemma_encoder/claims/dropout_effect", ">", 0.005,
+          f"no effect size used from the paper: convention of half a point; {_ACC}", unit="accuracy",
+          check=_dropout_pair),
+]
+BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
+
+
+def keys(claim: Claim) -> Sequence[str]:
+    """The metric keys a claim's measure reads."""
+    m = claim.measure
+    return [m] if isinstance(m, str) else [m.a, m.b] if isinstance(m, Paired) else []
