@@ -15,6 +15,7 @@ Choices where the paper is silent (documented, parameterised):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -120,7 +121,10 @@ def cross_attention_only(path: str) -> bool:
             or "/cross_v_proj/" in path)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _fresh_head(config: EncoderOnlyConfig, rng: jax.Array) -> Params:
+    """New pooler/head params. Jitted: the stack's throwaway initialisation is dead code, never computed or
+    allocated (eagerly it cost a full random model, seconds of op-by-op compiles on a CPU); same values."""
     fresh = encoder.init(config, rng)
     return {k: v for k, v in fresh.items() if k != "encoder"}
 
