@@ -49,7 +49,7 @@ from workbench.config import EncDecConfig, EncoderOnlyConfig, GemmaConfig, confi
 from workbench.data import (
     DataError,
     load_dataset_any,
-    load_tokenizer,
+    model_tokenizer,
     tokenize_classification,
     tokenize_ranking,
     tokenize_seq2seq,
@@ -456,7 +456,8 @@ def finetune(task_kind: str, model: str | os.PathLike, data: str | os.PathLike, 
     steps (default steps // 10, within [10, 1000]) and at the end; the same call again continues (other
     settings there: `RunMismatchError`, unless `allow_config_change`). Generative models are saved to the store
     as `save_as` (default `finetuned/<out_dir name>`; `save=False`: not saved); encoder-only ones stay with the
-    checkpoint (`load_finetuned(out_dir)`). `tokenizer`: a Tokenizer or SentencePiece path (default: prepared).
+    checkpoint (`load_finetuned(out_dir)`). `tokenizer`: a Tokenizer or SentencePiece path (default: a
+    registered real model's own, e.g. 'gemma3-270m', else the prepared one).
     """
     t0 = time.perf_counter()
     if task_kind not in TASK_KINDS:
@@ -487,7 +488,8 @@ def finetune(task_kind: str, model: str | os.PathLike, data: str | os.PathLike, 
         s = Settings(task_kind=task_kind, columns=columns, pooling=pooling, pooling_heads=pooling_heads,
                      encoder_attention=encoder_attention, dropout=dropout, num_labels=n_labels,
                      decoder_attention=decoder_attention, max_len=max_len, max_target_len=max_target_len)
-        tok = tokenizer if tokenizer is not None else load_tokenizer(cache)
+        # default: the model's own tokenizer (a registered real model such as 'gemma3-270m'), else the prepared one
+        tok = tokenizer if tokenizer is not None else model_tokenizer(str(model), cache)
         if isinstance(tok, str | os.PathLike):
             from workbench.data import Tokenizer
 

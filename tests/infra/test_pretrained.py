@@ -111,3 +111,15 @@ def test_cli_prints_path_and_digest(fake, capsys):
     with pytest.raises(SystemExit) as exit_:
         pretrained.main(["nope"])
     assert exit_.value.code == 1
+
+
+def test_a_model_reads_its_own_tokenizer(monkeypatch):
+    """Registered real models read their GGUF tokenizer; every other model name reads the prepared one."""
+    from workbench.data import tokenizer as tokmod
+
+    calls = []
+    monkeypatch.setattr(pretrained, "tokenizer", lambda name: calls.append(name) or "gguf-tokenizer")
+    monkeypatch.setattr(tokmod, "load_tokenizer", lambda cache=None: "prepared-tokenizer")
+    assert tokmod.model_tokenizer("gemma3-270m") == "gguf-tokenizer" and calls == ["gemma3-270m"]
+    assert tokmod.model_tokenizer("smoke/decoder-small") == "prepared-tokenizer"
+    assert tokmod.model_tokenizer() == "prepared-tokenizer"
