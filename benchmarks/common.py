@@ -67,6 +67,18 @@ def load_note() -> str:
     return note
 
 
+def loaded_before() -> bool:
+    """True when the 1-minute load average exceeds the core count: figures from such a run are not quiet."""
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
+def ratio_line(name: str, ratios: dict[str, float], loaded: bool) -> str:
+    """`name decoder=X encdec=Y`, with ` loaded` appended when the run started on a loaded machine (such a
+    figure must not be published)."""
+    fmt = lambda k: f"{ratios[k]:.2f}" if k in ratios else "nan"  # noqa: E731
+    return f"{name} decoder={fmt('decoder')} encdec={fmt('encdec')}" + (" loaded" if loaded else "")
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     from workbench import flops
     print(f"# generate_latency {datetime.datetime.now().isoformat(timespec='seconds')}  setup={setup}  "
           f"batch 1, prompt {prompt}, new tokens {new}")
-    print(f"# before: {load_note()}")
+    loaded = common.loaded_before()
+    print(f"# before: {load_note()}" + ("  LOADED: load above the core count, figures not quiet" if loaded else ""))
     tenv = common.torch_env(args.threads, common.tmpdir("inductor-"))
     ratios: dict[str, float] = {}
     for model in args.models.split(","):
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         ratios[model] = tps["ours"] / tps["hf-generate"]
         print(f"ours/hf {ratios[model]:.2f}  (n={len(workers[0].times)} generations each, medians)")
     print(f"\n# after: {load_note()}")
-    fmt = lambda k: f"{ratios[k]:.2f}" if k in ratios else "nan"  # noqa: E731
-    print(f"ratio_vs_hf_generate decoder={fmt('decoder')} encdec={fmt('encdec')}")
+    print(common.ratio_line("ratio_vs_hf_generate", ratios, loaded))
 
 
 if __name__ == "__main__":

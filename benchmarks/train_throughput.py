@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     print(f"# train_throughput {datetime.datetime.now().isoformat(timespec='seconds')}  setup={setup}")
-    print(f"# before: {load_note()}")
+    loaded = common.loaded_before()
+    print(f"# before: {load_note()}" + ("  LOADED: load above the core count, figures not quiet" if loaded else ""))
     cache = common.tmpdir("inductor-")
     tenv = common.torch_env(args.threads, cache)
     jenv = common.jax_env(args.devices or args.threads, eigen=(args.devices or args.threads) == 1)
@@ -90,8 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     print("MFU: matmul FLOPs (workbench.flops) per wall second over the wall peak; MFU_cpu: per CPU-second "
           "over the matmul's FLOP per CPU-second (load-robust; a 2-thread step can reach at most 100%)")
     print(f"\n# after: {load_note()}")
-    fmt = lambda k: f"{ratios[k]:.2f}" if k in ratios else "nan"  # noqa: E731
-    print(f"ratio_vs_torch_compile decoder={fmt('decoder')} encdec={fmt('encdec')}")
+    print(common.ratio_line("ratio_vs_torch_compile", ratios, loaded))
 
 
 if __name__ == "__main__":
