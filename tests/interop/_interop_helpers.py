@@ -87,3 +87,21 @@ def until_eos(row, eos: int = 1) -> list[int]:
 # Jitted forwards (configs are frozen dataclasses, hence static); tests share shapes to share compilations.
 decoder_forward = jax.jit(decoder.forward, static_argnums=1)
 encdec_forward = jax.jit(encdec.forward, static_argnums=1)
+
+
+def random_params(config, seed: int = 0) -> dict:
+    """Standard-normal parameters of `config`'s shapes (numpy, in tree order; no model init is compiled)."""
+    from workbench.models import model_for
+
+    rng = np.random.RandomState(seed)
+    return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), model_for(config).abstract_params())
+
+
+def assert_params_equal(a, b) -> None:
+    """Same leaf paths, bitwise-equal leaves (the failing path is named)."""
+    from workbench.interop.params_map import flatten
+
+    fa, fb = flatten(a), flatten(b)
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]), err_msg="/".join(k))

@@ -18,19 +18,20 @@ import transformers
 from _interop_helpers import (
     TOL,
     WINDOW,
+    assert_params_equal,
     decoder_forward,
     max_diff,
     positions,
+    random_params,
     randomize_,
     report,
     tokens,
     until_eos,
 )
 
-from workbench import decoder, generate
+from workbench import generate
 from workbench.config import decoder_preset
 from workbench.interop import CheckpointError, load_hf_gemma3, read_safetensors, save_hf_gemma3, write_safetensors
-from workbench.interop.params_map import flatten
 
 B, L, V = 3, 3 * WINDOW, 512  # longer than the sliding window; one shape for all tests (one compilation each)
 TINY3 = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=4,
@@ -84,19 +85,6 @@ def _perturbed(params, seed: int = 7):
                         + 0.05 * rng.standard_normal(x.shape).astype(np.float32), params)
 
 
-def _random_params(config, seed: int = 0):
-    shapes = jax.eval_shape(lambda: decoder.init(config, jax.random.key(0)))
-    rng = np.random.RandomState(seed)
-    return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), shapes)
-
-
-def _assert_equal(a, b):
-    fa, fb = flatten(a), flatten(b)
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]), err_msg="/".join(k))
-
-
 def test_hf_saved_model_loads_with_equal_logits_left_and_right_padding(hf_and_ours):
     name, model, config, params, _ = hf_and_ours
     toks, mask = _padded_inputs(1)
@@ -146,11 +134,11 @@ def test_greedy_generation_matches_hf(hf_and_ours):
 
 def test_round_trip_is_exact_and_sharded_bf16_checkpoints_load_in_hf(hf_and_ours, tmp_path):
     _, _, config, _, _ = hf_and_ours
-    params = _random_params(config)
+    params = random_params(config)
     save_hf_gemma3(config, params, tmp_path / "one")
     loaded_config, loaded = load_hf_gemma3(tmp_path / "one")
     assert loaded_config == config
-    _assert_equal(params, loaded)
+    assert_params_equal(params, loaded)
     save_hf_gemma3(config, params, tmp_path / "shards", dtype="bfloat16", max_shard_bytes=60_000)
     assert len(list((tmp_path / "shards").glob("model-*-of-*.safetensors"))) >= 2
     hf, info = transformers.Gemma3ForCausalLM.from_pretrained(tmp_path / "shards", output_loading_info=True)
@@ -178,7 +166,7 @@ def test_transformers_4x_config_spelling_loads_the_same(hf_and_ours, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     loaded_config, loaded = load_hf_gemma3(tmp_path)
     assert loaded_config == config
-    _assert_equal(params, loaded)
+    assert_params_equal(params, loaded)
 
 
 def test_unsupported_config_fields_are_all_named(hf_and_ours, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from _interop_helpers import SMALL, WIDE, gemma2_model, t5gemma_model
+from _interop_helpers import SMALL, WIDE, assert_params_equal, gemma2_model, random_params, t5gemma_model
 
 from workbench.config import EncDecConfig, GemmaConfig
 from workbench.interop import (
@@ -22,27 +22,9 @@ from workbench.interop import (
     save_hf_t5gemma,
     write_safetensors,
 )
-from workbench.interop.params_map import flatten
 
 TINY = GemmaConfig(vocab_size=64, num_layers=2, embed_dim=32, hidden_dim=48, num_heads=4, head_dim=8,
                    num_kv_heads=2, query_pre_attn_scalar=8, sliding_window=4)
-
-
-def _random_params(config, seed=0):
-    """Random parameters of the right shapes (numpy; no model init needed)."""
-    from workbench import decoder, encdec
-
-    init = encdec.init if isinstance(config, EncDecConfig) else decoder.init
-    shapes = jax.eval_shape(lambda: init(config, jax.random.key(0)))
-    rng = np.random.RandomState(seed)
-    return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), shapes)
-
-
-def _assert_equal(a, b):
-    fa, fb = flatten(a), flatten(b)
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]), err_msg="/".join(k))
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +35,11 @@ def hf_gemma2_dir(tmp_path_factory):
 
 
 def test_gemma2_round_trip_is_exact(tmp_path):
-    params = _random_params(TINY)
+    params = random_params(TINY)
     save_hf_gemma2(TINY, params, tmp_path / "ckpt")
     config, loaded = load_hf_gemma2(tmp_path / "ckpt")
     assert config == TINY
-    _assert_equal(params, loaded)
+    assert_params_equal(params, loaded)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
 
 
@@ -65,11 +47,11 @@ def test_gemma2_round_trip_is_exact(tmp_path):
 def test_t5gemma_round_trip_is_exact_balanced_unbalanced_tied(tmp_path, tie):
     enc = TINY.replace(num_layers=3, embed_dim=32 if tie else 48, hidden_dim=64)
     config = EncDecConfig(encoder=enc, decoder=TINY, tie_embeddings=tie)
-    params = _random_params(config)
+    params = random_params(config)
     save_hf_t5gemma(config, params, tmp_path)
     loaded_config, loaded = load_hf_t5gemma(tmp_path, tie_embeddings=tie)
     assert loaded_config == config
-    _assert_equal(params, loaded)
+    assert_params_equal(params, loaded)
     hf = transformers.T5GemmaForConditionalGeneration.from_pretrained(tmp_path)
     assert hf.config.decoder.cross_attention_hidden_size == enc.embed_dim
     q = hf.model.decoder.layers[0].cross_attn.k_proj.weight.detach().numpy()
@@ -85,18 +67,18 @@ def test_sharded_checkpoint_written_by_hand_loads(hf_gemma2_dir, tmp_path):
     index = {"metadata": {}, "weight_map": {k: f for f, ks in shards.items() for k in ks}}
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     (tmp_path / "config.json").write_text((hf_gemma2_dir / "config.json").read_text())
-    _assert_equal(load_hf_gemma2(tmp_path)[1], load_hf_gemma2(hf_gemma2_dir)[1])
+    assert_params_equal(load_hf_gemma2(tmp_path)[1], load_hf_gemma2(hf_gemma2_dir)[1])
 
 
 def test_sharded_save_loads_in_hf_and_back(tmp_path):
-    params = _random_params(TINY)
+    params = random_params(TINY)
     save_hf_gemma2(TINY, params, tmp_path, max_shard_bytes=20_000)
     assert len(list(tmp_path.glob("model-*-of-*.safetensors"))) >= 2
     hf, info = transformers.Gemma2ForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
     np.testing.assert_array_equal(hf.model.layers[1].mlp.down_proj.weight.detach().numpy(),
                                   params["layer_1"]["mlp"]["down_proj"]["kernel"].T)
-    _assert_equal(params, load_hf_gemma2(tmp_path)[1])
+    assert_params_equal(params, load_hf_gemma2(tmp_path)[1])
     save_hf_gemma2(TINY, params, tmp_path)  # re-save unsharded into the same directory: stale shards go
     assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["model.safetensors"]
     assert not (tmp_path / "model.safetensors.index.json").exists()
@@ -206,7 +188,7 @@ def test_t5gemma_errors_name_keys_and_fields(tmp_path):
 
 
 def test_saving_a_mismatched_tree_names_every_path_and_writes_nothing(tmp_path):
-    params = _random_params(TINY)
+    params = random_params(TINY)
     del params["layer_1"]["mlp"]["gate_proj"]
     params["layer_0"]["attn"]["q_proj"]["kernel"] = np.zeros((3, 3), np.float32)
     params["extra"] = {"w": np.zeros(2, np.float32)}

@@ -17,12 +17,22 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from _interop_helpers import TOL, WINDOW, encdec_forward, max_diff, randomize_, report, tokens, until_eos
+from _interop_helpers import (
+    TOL,
+    WINDOW,
+    assert_params_equal,
+    encdec_forward,
+    max_diff,
+    random_params,
+    randomize_,
+    report,
+    tokens,
+    until_eos,
+)
 
 from workbench import encdec, generate, objectives
 from workbench.config import encdec_preset
 from workbench.interop import CheckpointError, load_hf_t5gemma2, read_safetensors, save_hf_t5gemma2, write_safetensors
-from workbench.interop.params_map import flatten
 
 B, S, T, V, EOI = 2, 3 * WINDOW, 10, 512, 5
 TEXT = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=4,
@@ -70,19 +80,6 @@ def _hf_logits(model, enc, dec, enc_mask):
 def _ours(params, config, enc, dec, enc_mask):
     return encdec_forward(params, config, jnp.asarray(enc, jnp.int32), jnp.asarray(dec, jnp.int32),
                           jnp.asarray(enc_mask, bool), jnp.ones(dec.shape, bool))
-
-
-def _random_params(config, seed: int = 0):
-    shapes = jax.eval_shape(lambda: encdec.init(config, jax.random.key(0)))
-    rng = np.random.RandomState(seed)
-    return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), shapes)
-
-
-def _assert_equal(a, b):
-    fa, fb = flatten(a), flatten(b)
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]), err_msg="/".join(k))
 
 
 def _copy(src, dst):
@@ -179,18 +176,18 @@ def test_greedy_generation_matches_hf(hf_and_ours):
 
 def test_round_trip_is_exact(tmp_path):
     config = expected_config()
-    params = _random_params(config)
+    params = random_params(config)
     save_hf_t5gemma2(config, params, tmp_path / "ckpt", max_shard_bytes=100_000)
     loaded_config, loaded = load_hf_t5gemma2(tmp_path / "ckpt")
     assert loaded_config == config
-    _assert_equal(params, loaded)
+    assert_params_equal(params, loaded)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
 
 
 def test_no_eoi_saves_index_vocab_size_with_zero_vector_and_loads_back_none(tmp_path):
     config = expected_config(None)
     assert config.decoder.eoi_token_id is None
-    params = _random_params(config)
+    params = random_params(config)
     save_hf_t5gemma2(config, params, tmp_path)
     hf_cfg = json.loads((tmp_path / "config.json").read_text())
     assert hf_cfg["eoi_token_index"] == hf_cfg["encoder"]["eoi_token_index"] == V
@@ -199,7 +196,7 @@ def test_no_eoi_saves_index_vocab_size_with_zero_vector_and_loads_back_none(tmp_
     assert not model.model.encoder.text_model.embed_tokens.eoi_embedding.any()
     loaded_config, loaded = load_hf_t5gemma2(tmp_path)
     assert loaded_config == config
-    _assert_equal(params, loaded)
+    assert_params_equal(params, loaded)
     tensors = read_safetensors(tmp_path / "model.safetensors")
     tensors["model.encoder.embed_tokens.eoi_embedding"][0] = 1.0  # would be silently dropped: refused
     write_safetensors(tensors, tmp_path / "model.safetensors")
@@ -216,7 +213,7 @@ def test_module_named_keys_load_too(hf_and_ours, tmp_path):
                if k.startswith(("model.encoder.layers.", "model.encoder.embed_tokens.", "model.encoder.norm."))
                else k: v for k, v in tensors.items()}
     write_safetensors(renamed, d / "model.safetensors")
-    _assert_equal(params, load_hf_t5gemma2(d)[1])
+    assert_params_equal(params, load_hf_t5gemma2(d)[1])
 
 
 def test_missing_vision_weights_and_text_keys_are_all_named(hf_and_ours, tmp_path):
