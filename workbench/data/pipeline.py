@@ -328,16 +328,17 @@ def tokenize_classification(
     return {"tokens": pad_to(rows, max_len), "labels": labels}
 
 
-def tokenize_ranking(ds, tokenizer, max_len: int) -> dict[str, np.ndarray]:
-    """``tokens`` [N, C, max_len] = ``query EOS candidate EOS`` per candidate, ``labels`` [N] (positive)."""
+def tokenize_ranking(ds, tokenizer, max_len: int, add_bos: bool = False) -> dict[str, np.ndarray]:
+    """``tokens`` [N, C, max_len] = ``[BOS] query EOS candidate EOS`` per candidate, ``labels`` [N] (positive)."""
     q = tokenizer.encode_batch(list(ds["query"]))
     cands = list(ds["candidates"])
     c = len(cands[0])
     flat = tokenizer.encode_batch([x for cs in cands for x in cs])
     eos, half = tokenizer.eos_id, max_len // 2
+    bos = [tokenizer.bos_id] if add_bos else []
     rows = []
     for i, qi in enumerate(q):
-        qpart = qi[: half - 1] + [eos]
+        qpart = bos + qi[: half - 1 - len(bos)] + [eos]
         for j in range(c):
             rows.append(qpart + flat[i * c + j][: max_len - len(qpart) - 1] + [eos])
     return {
