@@ -197,6 +197,11 @@ class Study:
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.learning_rate <= 0 or not 0 <= self.warmup_fraction < 1:
             raise ValueError("Study needs epochs > 0, learning_rate > 0 and 0 <= warmup_fraction < 1")
+        for task, d in self.data.items():
+            top = max(int(d[split]["tokens"].max()) for split in ("train", "test"))
+            if top >= self.stack.vocab_size:
+                raise ValueError(f"{task}: token id {top} >= the model's vocabulary {self.stack.vocab_size}: the "
+                                 "data was tokenized for another vocabulary (prune the model to the tokenizer's)")
 
     # -------------------------------------------------------------------------------------- pieces
     def config(self, task: str, v: Variant) -> EncoderOnlyConfig:

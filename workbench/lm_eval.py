@@ -61,3 +61,54 @@ def lm_heldout(params: Any, config: GemmaConfig, rows_NxL: np.ndarray, n_bytes: 
     return {"nats_per_token": m["loss"], "perplexity": m["perplexity"], "accuracy": m["accuracy"],
             "tokens": m["tokens"], "bytes": float(n_bytes),
             "bits_per_byte": m["loss"] * m["tokens"] / (math.log(2) * n_bytes)}
+
+
+# ----------------------------------------------------------------------------------------- count floors
+FLOOR_LAMBDAS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
+STANDIN_BIGRAM_MARGIN = 0.3  # nats/token a pretrained stand-in must sit below its bigram floor (the quality bar)
+
+
+def _pairs(rows_NxL: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(context, target) token pairs scored by `objectives.causal_lm_loss`: every position whose target is not pad."""
+    rows = np.asarray(rows_NxL, np.int64)
+    ctx, tgt = rows[:, :-1].ravel(), rows[:, 1:].ravel()
+    keep = tgt != 0
+    return ctx[keep], tgt[keep]
+
+
+def ngram_floors(train_rows_NxL: np.ndarray, eval_rows_MxL: np.ndarray, vocab_size: int,
+                 lambdas: Sequence[float] = FLOOR_LAMBDAS) -> dict[str, float]:
+    """Held-out nats/token of two count models fitted on `train_rows` and scored on the same target positions as
+    `objectives.causal_lm_loss` (non-pad targets of `eval_rows`):
+
+    * unigram: add-one smoothed token frequencies, p(w) = (c(w) + 1) / (N + V);
+    * bigram: p(w | v) = lam * c(v, w) / c(v) + (1 - lam) * p_unigram(w) (the unigram alone where v was never
+      a context), with `lam` the best of `lambdas` **on the evaluation rows**: the bigram model's best case, so
+      a model that beats it beats any of these interpolations.
+
+    Returns {'unigram', 'bigram', 'bigram_lambda', 'train_tokens', 'eval_tokens'}.
+    """
+    ctx, tgt = _pairs(train_rows_NxL)
+    ectx, etgt = _pairs(eval_rows_MxL)
+    if not len(tgt) or not len(etgt):
+        raise ValueError("ngram_floors: no scored (non-pad) target positions in the training or evaluation rows")
+    top = max(int(ctx.max()), int(tgt.max()), int(ectx.max()), int(etgt.max()))
+    if top >= vocab_size:
+        raise ValueError(f"ngram_floors: token id {top} >= vocab_size {vocab_size}")
+    uni = (np.bincount(tgt, minlength=vocab_size) + 1.0) / (len(tgt) + vocab_size)
+    codes, counts = np.unique(ctx * vocab_size + tgt, return_counts=True)
+    ctx_counts = np.bincount(ctx, minlength=vocab_size).astype(np.float64)
+    ecode = ectx * vocab_size + etgt
+    pos = np.clip(np.searchsorted(codes, ecode), 0, len(codes) - 1)
+    pair = np.where(codes[pos] == ecode, counts[pos], 0).astype(np.float64)
+    seen = ctx_counts[ectx] > 0
+    ml = np.divide(pair, ctx_counts[ectx], out=np.zeros_like(pair), where=seen)
+    best = None
+    for lam in lambdas:
+        p = np.where(seen, lam * ml + (1.0 - lam) * uni[etgt], uni[etgt])
+        nats = float(-np.mean(np.log(p)))
+        if best is None or nats < best[0]:
+            best = (nats, float(lam))
+    assert best is not None
+    return {"unigram": float(-np.mean(np.log(uni[etgt]))), "bigram": best[0], "bigram_lambda": best[1],
+            "train_tokens": int(len(tgt)), "eval_tokens": int(len(etgt))}
