@@ -172,10 +172,13 @@ def bucketed_predict(fn: Any, params: Params, tokens: np.ndarray, rows_per_batch
 class Study:
     """Finetuning runs of encoders made from one decoder (`stack`, `params`) on `data` (name -> `task_data`).
 
-    Settings are shared by every run: `epochs` of each task's training subset at `batch_size` (int, or per task),
-    AdamW at `learning_rate` with a linear warm-up over `warmup_fraction` of the steps then cosine decay to a
-    tenth, `weight_decay`, dropout `stack_dropout` inside the stack. `store`: a folder where finished runs are
-    kept (resume); `peak_flops`: the machine's matmul rate for the utilisation figures.
+    Settings are shared by every run: `epochs` of each task's training subset at `batch_size` (int, or per task;
+    `steps`, if set, fixes the number of updates instead), AdamW at `learning_rate` with a linear warm-up over
+    `warmup_fraction` of the steps then cosine decay to a tenth, `weight_decay`, dropout `stack_dropout` inside
+    the stack. `init(config, key)` replaces the default initialisation (the decoder `params` made bidirectional
+    with a fresh head: `adapt.decoder_to_encoder_only`), e.g. an encoder-decoder's encoder or random weights.
+    `store`: a folder where finished runs are kept (resume); `peak_flops`: the machine's matmul rate for the
+    utilisation figures.
     """
 
     stack: GemmaConfig
@@ -191,7 +194,10 @@ class Study:
     stack_dropout: float = 0.0
     store: str | Path | None = None
     peak_flops: float | None = None
+    steps: int | None = None
+    init: Any = None
     runs: dict[tuple, dict] = dataclasses.field(default_factory=dict)
+    kept: dict[tuple, Params] = dataclasses.field(default_factory=dict)
     _fns: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -213,8 +219,11 @@ class Study:
     def batch(self, task: str) -> int:
         return int(self.batch_size[task] if isinstance(self.batch_size, Mapping) else self.batch_size)
 
-    def steps(self, task: str) -> int:
-        """Updates of one run: `epochs` passes over the training subset (the last batch may wrap around)."""
+    def updates(self, task: str) -> int:
+        """Updates of one run: `steps` if set, else `epochs` passes over the training subset (the last batch may
+        wrap around)."""
+        if self.steps is not None:
+            return int(self.steps)
         return max(1, math.ceil(self.epochs * len(self.data[task]["train"]["labels"]) / self.batch(task)))
 
     def train_flops(self, task: str, v: Variant) -> float:
@@ -224,7 +233,7 @@ class Study:
         per_token = 3.0 * flops.forward_flops_per_token(self.stack, tokens.shape[-1], "causal" if
                                                         v.attention == "causal" else "bidirectional",
                                                         lm_head=False)
-        return self.steps(task) * seqs_per_step * tokens.shape[-1] * per_token
+        return self.updates(task) * seqs_per_step * tokens.shape[-1] * per_token
 
     def _scores_fn(self, cfg: EncoderOnlyConfig) -> Any:
         if cfg not in self._fns:
@@ -242,25 +251,28 @@ class Study:
         return Path(self.store) / f"{task}-{v.attention}-{v.pooling}-d{float(v.dropout):g}-s{seed}.json"
 
     # -------------------------------------------------------------------------------------- runs
-    def run(self, task: str, v: Variant = Variant(), seed: int = 0) -> dict[str, float]:
+    def run(self, task: str, v: Variant = Variant(), seed: int = 0, *, keep: bool = False) -> dict[str, float]:
         """Finetune and evaluate one encoder (cached in memory and under `store`); metrics of the test subset
-        plus 'score' (the task's primary metric), timings and the training FLOP/s."""
+        plus 'score' (the task's primary metric), timings and the training FLOP/s. `keep`: hold the finetuned
+        parameters in `kept[(task, v, seed)]` (a cached run without them is trained again)."""
         key = (task, v, int(seed))
-        if key in self.runs:
+        if key in self.runs and (not keep or key in self.kept):
             return self.runs[key]
         path = self._stored(task, v, seed)
-        if path is not None and path.is_file():
+        if not keep and path is not None and path.is_file():
             self.runs[key] = results.read_json(path)
             return self.runs[key]
         d, cfg = self.data[task], self.config(task, v)
         kind = d["kind"]
         loss = {"classification": objectives.classification_loss, "regression": objectives.regression_loss,
                 "ranking": lambda c: objectives.ranking_loss(c, listwise=True)}[kind](cfg)
-        steps = self.steps(task)
+        steps = self.updates(task)
         tc = TrainConfig(steps=steps, learning_rate=self.learning_rate,
                          warmup_steps=max(1, round(self.warmup_fraction * steps)), weight_decay=self.weight_decay,
                          seed=int(seed), checkpoint_every=steps, log_every=steps)
-        init = adapt.decoder_to_encoder_only(self.params, cfg, jax.random.key(int(seed)))
+        key_ = jax.random.key(int(seed))
+        init = (self.init(cfg, key_) if self.init is not None
+                else adapt.decoder_to_encoder_only(self.params, cfg, key_))
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="encoder_study_") as tmp:
             res = train(loss, init, row_batches(d["train"], self.batch(task), int(seed)), tc, out_dir=tmp,
@@ -277,6 +289,8 @@ class Study:
         m = {**m, "score": m[PRIMARY[kind]], "steps": steps, "last_batch_loss": float(res.history[-1]["loss"]),
              "train_seconds": t1 - t0, "eval_seconds": t2 - t1, "train_flops": fl, "train_flops_per_s": fl / (t1 - t0)}
         self.runs[key] = m
+        if keep:
+            self.kept[key] = res.params
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             results.write_json(path, m)
@@ -299,17 +313,23 @@ class Study:
                               "seed": s, **m} for (t, v, s), m in self.runs.items()])
 
     def utilisation(self, wall_seconds: float) -> dict[str, float]:
-        """Seconds inside training / evaluation of the runs held, their share of `wall_seconds`, and the
-        training FLOP/s (compile included) against `peak_flops`."""
-        tr = sum(m["train_seconds"] for m in self.runs.values())
-        ev = sum(m["eval_seconds"] for m in self.runs.values())
-        fl = sum(m["train_flops"] for m in self.runs.values())
-        out = {"wall_seconds": wall_seconds, "train_seconds": tr, "eval_seconds": ev,
-               "fraction_in_steps": (tr + ev) / wall_seconds if wall_seconds > 0 else float("nan"),
-               "train_flops_per_s": fl / tr if tr > 0 else float("nan")}
-        if self.peak_flops:
-            out["train_fraction_of_peak"] = out["train_flops_per_s"] / self.peak_flops
-        return out
+        """`utilisation([self], wall_seconds, self.peak_flops)`."""
+        return utilisation([self], wall_seconds, self.peak_flops)
+
+
+def utilisation(studies: Sequence[Study], wall_seconds: float, peak_flops: float | None = None
+                ) -> dict[str, float]:
+    """Seconds inside the training / evaluation of the runs the studies hold, their share of `wall_seconds`, and
+    the training FLOP/s (compilation included) against `peak_flops` (runs resumed from a store count too)."""
+    ms = [m for st in studies for m in st.runs.values()]
+    tr, ev = sum(m["train_seconds"] for m in ms), sum(m["eval_seconds"] for m in ms)
+    fl = sum(m["train_flops"] for m in ms)
+    out = {"wall_seconds": wall_seconds, "train_seconds": tr, "eval_seconds": ev,
+           "fraction_in_steps": (tr + ev) / wall_seconds if wall_seconds > 0 else float("nan"),
+           "train_flops_per_s": fl / tr if tr > 0 else float("nan")}
+    if peak_flops:
+        out["train_fraction_of_peak"] = out["train_flops_per_s"] / peak_flops
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the design

@@ -103,7 +103,7 @@ def test_variant_and_design_validation():
 def test_study_runs_pairs_and_resumes(data, tmp_path, monkeypatch, DEC):
     kw = dict(learning_rate=1e-3, batch_size={"sentiment_binary": 8, "retrieval": 2}, eval_rows=8, store=tmp_path)
     study = es.Study(DEC, adapt.from_scratch(DEC, jax.random.key(0)), data, **kw)
-    assert study.steps("sentiment_binary") == 3 and study.steps("retrieval") == 3  # one epoch
+    assert study.updates("sentiment_binary") == 3 and study.updates("retrieval") == 3  # one epoch
     plan = es.design({}, {"sentiment_binary": [{"attention": "causal"}], "retrieval": [{"attention": "causal"}]})
     frame = es.run_design(study, plan, [0, 1], log=None)
     assert len(frame) == 8 and set(frame["seed"]) == {0, 1}
@@ -125,3 +125,24 @@ def test_study_runs_pairs_and_resumes(data, tmp_path, monkeypatch, DEC):
     monkeypatch.setattr(es, "train", lambda *a, **k: pytest.fail("a stored run was trained again"))
     again = es.Study(DEC, adapt.from_scratch(DEC, jax.random.key(0)), data, **kw)
     assert again.run("sentiment_binary", es.Variant(), 0) == m
+
+
+def test_custom_init_fixed_steps_and_kept_params(data, DEC):
+    """`init` replaces the decoder initialisation (here: random weights), `steps` fixes the updates, `keep` holds
+    the finetuned parameters (and trains a cached run again to get them)."""
+    calls = []
+
+    def init(cfg, key):
+        calls.append(cfg.causal)
+        return adapt.from_scratch(cfg, key)
+
+    study = es.Study(DEC, None, data, init=init, steps=2, learning_rate=1e-3, batch_size=8, eval_rows=8)
+    assert study.updates("sentiment_binary") == 2 and study.updates("retrieval") == 2
+    m = study.run("sentiment_binary", es.Variant(attention="causal"), 0)
+    assert m["steps"] == 2 and calls == [True] and not study.kept
+    again = study.run("sentiment_binary", es.Variant(attention="causal"), 0, keep=True)
+    assert calls == [True, True] and again["steps"] == 2
+    params = study.kept[("sentiment_binary", es.Variant(attention="causal"), 0)]
+    assert set(params) >= {"encoder"}
+    study.run("sentiment_binary", es.Variant(attention="causal"), 0, keep=True)
+    assert len(calls) == 2  # held: not trained a third time
