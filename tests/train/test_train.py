@@ -26,6 +26,20 @@ def test_loss_decreases(tmp_path, params0, tokens):
     assert {"lr", "grad_norm", "tokens_per_s", "mfu", "accuracy", "tokens"} <= set(res.history[0])
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 31
     assert res.step == 30 and manager(res.checkpoint_dir).latest_step() == 30
+    assert res.start_step == 0 and res.steps_run == 30
+
+
+def test_steps_run_counts_only_this_calls_updates(tmp_path, params0, tokens):
+    """A resumed call reports the step it resumed from; a finished run found again ran 0 updates."""
+    cfg = TrainConfig(steps=4, learning_rate=1e-2, warmup_steps=1, checkpoint_every=2)
+    first = train(LOSS, params0, array_batches(tokens, 8), cfg, out_dir=str(tmp_path), progress=False)
+    assert (first.start_step, first.steps_run) == (0, 4)
+    more = train(LOSS, params0, array_batches(tokens, 8), cfg.replace(steps=6), out_dir=str(tmp_path),
+                 progress=False, allow_config_change=True)
+    assert (more.start_step, more.steps_run, more.step) == (4, 2, 6)
+    again = train(LOSS, params0, array_batches(tokens, 8), cfg.replace(steps=6), out_dir=str(tmp_path),
+                  progress=False, allow_config_change=True)
+    assert (again.start_step, again.steps_run) == (6, 0)
 
 
 def _one_step(cfg, params, batch_AxBxL):

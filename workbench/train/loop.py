@@ -56,6 +56,12 @@ class TrainResult:
     history: list[dict]
     step: int  # number of completed updates
     checkpoint_dir: str
+    start_step: int = 0  # the checkpoint step this call resumed from (0: trained from the start)
+
+    @property
+    def steps_run(self) -> int:
+        """Updates this call performed (0 when it found the run finished)."""
+        return self.step - self.start_step
 
 
 def _cast(tree: Any, dtype) -> Any:
@@ -352,4 +358,5 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
     averaged = ckpt.average_checkpoints(ckpt_dir, cfg.keep_last_k) if cfg.keep_last_k > 1 else None
     history = writer.history if writer is not None else []
     return TrainResult(params=state["params"], ema_params=state.get("ema"), averaged_params=averaged,
-                       history=history, step=int(jax.device_get(state["step"])), checkpoint_dir=ckpt_dir)
+                       history=history, step=int(jax.device_get(state["step"])), checkpoint_dir=ckpt_dir,
+                       start_step=int(start))
