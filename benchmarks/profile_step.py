@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 
     base = ProfSetup(**dataclasses.asdict(common.QUICK if args.quick else common.FULL))
     print(common.load_note(), f"XLA_FLAGS={os.environ.get('XLA_FLAGS')}", flush=True)
+    loaded = common.loaded_before()  # the load before measuring decides whether the figures are quiet
     peak, _ = systems.jax_matmul_peak()
     runs = {name: jax_train_step(dataclasses.replace(base, **kw), "decoder") for name, kw in variants(base).items()}
     runs["AdamW update alone"] = _adamw_alone(base)
@@ -156,6 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, sec in t.items():
         print(f"raw {name:41s} {sec * 1e3:8.1f} ms")
     print(common.load_note(), flush=True)
+    share = {k: parts[k][0] / step for k in parts}
+    print(f"profile step_ms={step * 1e3:.1f} blocks={share[list(parts)[0]]:.3f} "
+          f"head_loss_rest={share['embedding + LM head + loss + rest']:.3f} "
+          f"softcaps={share['  of which the soft-caps']:.3f} adamw={share['AdamW update (alone)']:.3f} "
+          f"forward={share['forward pass (alone)']:.3f}" + (" loaded" if loaded else ""))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ NUM = r"(?:\d+\.\d+|nan)"
 @pytest.mark.parametrize("script, pattern", [
     ("train_throughput.py", rf"ratio_vs_torch_compile decoder={NUM} encdec={NUM}( loaded)?"),
     ("generate_latency.py", rf"ratio_vs_hf_generate decoder={NUM} encdec={NUM}( loaded)?"),
+    ("profile_step.py", rf"profile step_ms={NUM} blocks=-?{NUM} head_loss_rest=-?{NUM} softcaps=-?{NUM} "
+                        rf"adamw={NUM} forward={NUM}( loaded)?"),
 ])
 def test_benchmark_quick_last_line(script, pattern):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
