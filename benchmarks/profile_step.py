@@ -43,25 +43,14 @@ def _time(run, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def _place(params, *batch):
-    """As `systems.jax_train_step`: with several host devices, params replicated and the batch split on 'data'."""
-    import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    if jax.device_count() == 1:
-        return params, batch
-    mesh = Mesh(jax.devices(), ("data",))
-    return (jax.device_put(params, NamedSharding(mesh, PartitionSpec())),
-            tuple(jax.device_put(x, NamedSharding(mesh, PartitionSpec("data"))) for x in batch))
-
-
 def _adamw_alone(setup: ProfSetup):
     import jax
     import optax
+    from systems import place
 
     from workbench import decoder
 
-    params, _ = _place(decoder.init(setup.gemma_config(), jax.random.key(0)))
+    params, _ = place(decoder.init(setup.gemma_config(), jax.random.key(0)))
     tx = optax.adamw(1e-4, weight_decay=0.01)
     state = [params, tx.init(params)]
     grads = jax.tree.map(lambda x: x * 1e-3, params)  # same placement as the params
@@ -84,12 +73,12 @@ def _forward_alone(setup: ProfSetup):
     import jax
     import jax.numpy as jnp
     import optax
-    from systems import _batch
+    from systems import _batch, place
 
     from workbench import decoder
 
     cfg = setup.gemma_config()
-    params, (enc,) = _place(decoder.init(cfg, jax.random.key(0)), jnp.asarray(_batch(setup)[0]))
+    params, (enc,) = place(decoder.init(cfg, jax.random.key(0)), jnp.asarray(_batch(setup)[0]))
 
     @jax.jit
     def loss(p, x):

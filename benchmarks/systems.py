@@ -56,11 +56,7 @@ def jax_train_step(setup: Setup, model: str) -> Callable[[], None]:
 
     step = jax.jit(step, donate_argnums=(0, 1))
     enc, tgt = jnp.asarray(enc_np), jnp.asarray(tgt_np)
-    if jax.device_count() > 1:  # data parallel over host "devices": one per core, batch split on 'data'
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
-        mesh = Mesh(jax.devices(), ("data",))
-        enc, tgt = (jax.device_put(x, NamedSharding(mesh, PartitionSpec("data"))) for x in (enc, tgt))
-        params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    params, (enc, tgt) = place(params, enc, tgt)
     state = [params, tx.init(params)]
 
     def run() -> None:
@@ -70,6 +66,19 @@ def jax_train_step(setup: Setup, model: str) -> Callable[[], None]:
     for _ in range(2):
         run()
     return run
+
+
+def place(params, *batch):
+    """Data parallel over host "devices" (one per core) when there are several: params replicated, the batch
+    split on a 'data' mesh axis; unchanged on one device."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    if jax.device_count() == 1:
+        return params, batch
+    mesh = Mesh(jax.devices(), ("data",))
+    return (jax.device_put(params, NamedSharding(mesh, PartitionSpec())),
+            tuple(jax.device_put(x, NamedSharding(mesh, PartitionSpec("data"))) for x in batch))
 
 
 def save_checkpoint(setup: Setup, model: str, path: str) -> None:

@@ -60,6 +60,16 @@ def forward(params: Params, config: EncoderOnlyConfig, tokens_BxL: jnp.ndarray, 
     return EncoderOnly(config).apply({"params": params}, tokens_BxL, mask_BxL, deterministic, rngs=rngs)
 
 
+
+def scores_fn(config: EncoderOnlyConfig):
+    """`fn(params, {'tokens'})`: head outputs for [N, L] tokens, or [N, C] scores for [N, C, L] ranking candidates."""
+    def fn(params: Params, batch: dict) -> jnp.ndarray:
+        t = batch["tokens"]
+        flat = t.reshape(-1, t.shape[-1])
+        out = forward(params, config, flat, flat != 0)
+        return out.reshape(*t.shape[:-1], *out.shape[1:])
+    return fn
+
 def embed(params: Params, config: EncoderOnlyConfig, tokens_BxL: jnp.ndarray,
           mask_BxL: jnp.ndarray | None = None) -> jnp.ndarray:
     """Pooled representation [B, D] (no head, no dropout)."""

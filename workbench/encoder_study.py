@@ -60,10 +60,6 @@ class Variant:
     def replace(self, **changes: Any) -> Variant:
         return dataclasses.replace(self, **changes)
 
-    @property
-    def name(self) -> str:
-        return f"{self.attention}/{self.pooling}/d{float(self.dropout):g}"
-
 
 def subset(split: Any, n: int | None, seed: int) -> Any:
     """A fixed random subset of `n` rows of a `datasets` split (all rows, shuffled, when n is None)."""
@@ -142,7 +138,7 @@ def chance(data: Mapping[str, Any]) -> float:
     if kind == "regression":
         return 0.0
     c = test["tokens"].shape[1]
-    return float(np.mean([1.0 / r for r in range(1, min(c, 10) + 1)]) * min(c, 10) / c)
+    return sum(1.0 / r for r in range(1, min(c, 10) + 1)) / c  # E[1/rank] of a uniform rank, 0 beyond 10
 
 
 def _lengths(tokens: np.ndarray) -> np.ndarray:
@@ -236,13 +232,9 @@ class Study:
         return self.updates(task) * seqs_per_step * tokens.shape[-1] * per_token
 
     def _scores_fn(self, cfg: EncoderOnlyConfig) -> Any:
+        """`encoder.scores_fn(cfg)`, one object per config, so that `evaluate.predict` compiles it once."""
         if cfg not in self._fns:
-            def fn(params: Params, batch: dict) -> Any:
-                t = batch["tokens"]
-                flat = t.reshape(-1, t.shape[-1])
-                out = encoder.forward(params, cfg, flat, flat != 0)
-                return out.reshape(*t.shape[:-1], *out.shape[1:])
-            self._fns[cfg] = fn
+            self._fns[cfg] = encoder.scores_fn(cfg)
         return self._fns[cfg]
 
     def _stored(self, task: str, v: Variant, seed: int) -> Path | None:

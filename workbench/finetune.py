@@ -376,16 +376,6 @@ def _label_setup(train_ds: Any, eval_ds: Any, label_col: str, task_kind: str, da
 
 
 # ------------------------------------------------------------------------------------------------ models
-def _scores_fn(config: EncoderOnlyConfig) -> Callable[[Params, dict], Any]:
-    """Head outputs for [N, L] tokens (or [N, C, L] ranking candidates -> scores [N, C])."""
-    def fn(params: Params, batch: dict) -> Any:
-        t = batch["tokens"]
-        flat = t.reshape(-1, t.shape[-1])
-        out = encoder.forward(params, config, flat, flat != 0)
-        return out.reshape(*t.shape[:-1], *out.shape[1:])
-    return fn
-
-
 def _evaluate(task_kind: str, config: Config, params: Params, arrays: dict, refs: list[str] | None, tok: Any,
               batch: int, max_new_tokens: int) -> tuple[dict[str, float], list[str] | None]:
     """Held-out metrics (`workbench.evaluate`) and, for seq2seq, the generations."""
@@ -393,7 +383,7 @@ def _evaluate(task_kind: str, config: Config, params: Params, arrays: dict, refs
         preds = evaluate.generate_texts(params, config, tok, arrays["inputs"], max_new_tokens, batch)
         return evaluate.text_metrics(preds, refs or []), preds
     per_row = arrays["tokens"].shape[1] if arrays["tokens"].ndim == 3 else 1
-    out = evaluate.predict(_scores_fn(config), params, {"tokens": arrays["tokens"]}, max(1, batch // per_row))
+    out = evaluate.predict(encoder.scores_fn(config), params, {"tokens": arrays["tokens"]}, max(1, batch // per_row))
     metric = {"classification": evaluate.classification_metrics, "regression": evaluate.regression_metrics,
               "ranking": evaluate.ranking_metrics}[task_kind]
     return metric(out, arrays["labels"]), None
