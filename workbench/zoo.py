@@ -62,16 +62,22 @@ def _write_hf(config: GemmaConfig | EncDecConfig, params: dict[str, Any], target
     save_hf(config, params, target)
 
 
-def save(name: str, config: GemmaConfig | EncDecConfig, params: dict[str, Any]) -> Path:
-    """Write a named checkpoint in one atomic step: the HF files and `workbench_config.json` are written into a
-    temporary directory beside the target, which then replaces it by rename (never a half-updated mix)."""
-    target = _store_path(name)
+def save(name: str, config: GemmaConfig | EncDecConfig, params: dict[str, Any], *,
+         root: str | os.PathLike | None = None, files: dict[str, Any] | None = None) -> Path:
+    """Write a named checkpoint in one atomic step: the HF files and `workbench_config.json` (and `files`, name ->
+    JSON-able object, e.g. a provenance record) are written into a temporary directory beside the target, which
+    then replaces it by rename (never a half-updated mix). `root` replaces the store (`models_dir()`)."""
+    target = _store_path(name) if root is None else Path(root) / _store_path(name).relative_to(models_dir())
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         staged = stage / target.name
         _write_hf(config, params, staged)
         (staged / CONFIG_FILE).write_text(json.dumps(config_to_dict(config), indent=1))
+        for file_name, obj in (files or {}).items():
+            if "/" in file_name or file_name in ("", ".", "..", CONFIG_FILE, "config.json"):
+                raise ValueError(f"invalid extra file name {file_name!r}")
+            (staged / file_name).write_text(json.dumps(obj, indent=1, sort_keys=True))
         apply_umask(staged, recursive=True)
         previous = stage / "previous"
         if target.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside first

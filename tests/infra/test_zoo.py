@@ -95,3 +95,14 @@ def test_files_follow_the_umask(store, params4):
         os.umask(old)
     assert stat.S_IMODE(d.stat().st_mode) == 0o755
     assert {stat.S_IMODE(f.stat().st_mode) for f in d.iterdir()} == {0o644}
+
+
+def test_save_under_another_root_with_a_provenance_file(store, params4, tmp_path):
+    d = zoo.save("small", TINY, params4, root=tmp_path / "standins", files={"provenance.json": {"steps": 3}})
+    assert d == tmp_path / "standins" / "small" and not store.exists()
+    assert json.loads((d / "provenance.json").read_text()) == {"steps": 3}
+    cfg, _ = zoo.load(d)
+    assert cfg == TINY
+    with pytest.raises(ValueError, match="invalid extra file name 'config.json'"):
+        zoo.save("small", TINY, params4, root=tmp_path / "standins", files={"config.json": {}})
+    assert zoo.load(d)[0] == TINY  # the failed save left the previous model whole
