@@ -135,9 +135,41 @@ def _standins_clear_floor(params: Mapping[str, Any]) -> str | None:
             f"bar is {bar:g} below it): adaptation has nothing to inherit")
 
 
-def _on_standins(*checks: Check) -> Check:
-    """`first_of` the stand-in quality bar and `checks`."""
-    return first_of(_standins_clear_floor, *checks)
+def _standins_made() -> str | None:
+    """UTC date (ISO) of the current stand-ins: when the committed ones were trained (`pretrain/standins.json`),
+    else when 01_pretrain trained them in the batch; None when results/pretrain records neither."""
+    folder = results.results_dir() / "pretrain"
+    try:
+        if (folder / "standins.json").exists():
+            return min(v["date_utc"] for v in results.read_json(folder / "standins.json").values())
+        return results.read_json(folder / "metrics.json")["provenance"]["date_utc"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _fresh(*experiments: str) -> Check:
+    """The reason when an experiment's recorded results predate the current stand-ins: they were measured on
+    other weights (a notebook not re-run since 01_pretrain changed them)."""
+
+    def check(params: Mapping[str, Any]) -> str | None:
+        made = _standins_made()
+        for exp in experiments:
+            try:
+                used = results.read_json(results.results_dir() / exp / "metrics.json")["provenance"]["date_utc"]
+            except (OSError, KeyError, TypeError, ValueError):
+                continue  # no record: the claim's missing data says so
+            if made is not None and used < made:
+                return (f"results/{exp} ({used[:16]}) predate the current stand-ins ({made[:16]}): measured on "
+                        f"other weights, re-run it")
+        return None
+
+    return check
+
+
+def _on_standins(experiments: str | tuple[str, ...], *checks: Check) -> Check:
+    """`first_of` the stand-in quality bar, results no older than the stand-ins, and `checks`."""
+    return first_of(_standins_clear_floor, _fresh(*((experiments,) if isinstance(experiments, str) else experiments)),
+                    *checks)
 
 
 def _dropout_pair(params: Mapping[str, Any]) -> str | None:
@@ -194,18 +226,18 @@ CLAIMS: list[Claim] = [
           f"{_SIZES_SETTING}): loss(dec-S) − loss(S-S)",
           "+1.8 PT (2B-2B vs 2B)", f"{_SIZES}/S-S beats dec-S/pt_loss_gain", ">", 0.015,
           f"1.8 PT points × {NATS_PER_PT_POINT} = 0.016, rounded down; {_PT}", unit="nats",
-          check=_on_standins(_sizes("S-S", "dec-S"))),
+          check=_on_standins("sizes", _sizes("S-S", "dec-S"))),
     Claim("T2", "S-S scores a higher ROUGE-L than dec-S after the same short instruction-tuning analogue (text-to-text "
           "mixture, greedy generation; cpu: 20 steps of 8 examples): ROUGE-L(S-S) − ROUGE-L(dec-S)",
           "+7.1 IT (2B-2B vs 2B)",
           f"{_SIZES}/S-S beats dec-S/it_rougeL_gain", ">", 0.07,
           "7.1 IT points read as ROUGE-L percentage points = 0.071, rounded down", unit="ROUGE-L",
-          check=_on_standins(_sizes("S-S", "dec-S"))),
+          check=_on_standins("sizes", _sizes("S-S", "dec-S"))),
     Claim("T3", "L-S (large encoder, small decoder, cross-attention warmed up) has a lower held-out PrefixLM loss than "
           f"S-S ({_SIZES_SETTING}): loss(S-S) − loss(L-S)", "> +3 (9B-2B vs 2B-2B)",
           f"{_SIZES}/L-S beats S-S/pt_loss_gain", ">", 0.025,
           f"3 points (the paper's '> 3', read as PT points) × {NATS_PER_PT_POINT} = 0.027, rounded down; {_PT}",
-          unit="nats", check=_on_standins(_sizes("L-S", "S-S"))),
+          unit="nats", check=_on_standins("sizes", _sizes("L-S", "S-S"))),
     Claim("T4", "L-S generates about as fast as S-S: per-seed ratio of batch-1 greedy ms/token, L-S / S-S, "
           "within 1 ± margin", "9B-2B ≈ 2B-2B latency (Figure 4)", f"{_SIZES}/L-S has S-like latency/ratio_to_S-S",
           "≈", 0.35, "the paper's effect is 9B-2B staying with 2B-2B while 9B-9B is ≥ 2× slower; 'similar' = within "
@@ -215,63 +247,63 @@ CLAIMS: list[Claim] = [
           f"dec-L ({_SIZES_SETTING}): loss(dec-L) − loss(L-L)", "+1.4 PT (9B-9B vs 9B)",
           f"{_SIZES}/L-L beats dec-L/pt_loss_gain", ">", 0.012,
           f"1.4 PT points × {NATS_PER_PT_POINT} = 0.0126, rounded down; {_PT}", unit="nats",
-          check=_on_standins(_sizes("L-L", "dec-L"))),
+          check=_on_standins("sizes", _sizes("L-L", "dec-L"))),
     Claim("T6", "Training only L-S's cross-attention for its first K steps (cpu: 6 of 30) lowers its held-out "
           "PrefixLM loss: loss(L-S-nowarm) − loss(L-S)", "62.5 vs 61.8 (K = 1000 vs none)",
           f"{_SIZES}/warm-up helps L-S/pt_loss_gain", ">", 0.006,
           f"0.7 points (read as PT points) × {NATS_PER_PT_POINT} = 0.0063, rounded down; {_PT}", unit="nats",
-          check=_on_standins(_sizes("L-S", "L-S-nowarm"))),
+          check=_on_standins("sizes", _sizes("L-S", "L-S-nowarm"))),
     Claim("T7", "PrefixLM + KD adaptation reaches a lower held-out PrefixLM loss than UL2: loss(UL2) − loss(PrefixLM). "
           f"Biased toward PrefixLM: the held-out task is PrefixLM itself ({_OBJECTIVES_SETTING})",
           "PrefixLM ahead, by up to 3.6",
           Paired("objectives/pt_loss/ul2", "objectives/pt_loss/prefixlm"), ">", NATS_PER_PT_POINT,
           f"'up to 3.6' bounds the effect from above only: 1 PT point; {_PT}", unit="nats",
-          check=_on_standins(runs("objectives", "objectives", "prefixlm", "ul2"))),
+          check=_on_standins("objectives", runs("objectives", "objectives", "prefixlm", "ul2"))),
     Claim("T8", "A classifier on the UL2-adapted encoder's last token beats one on the PrefixLM-adapted encoder "
           "(SuperGLUE-style tasks, mean accuracy; cpu: sentiment, 80 finetuning steps of 16 on 1,024 examples): "
           "acc(UL2) − acc(PrefixLM)", "UL2 higher on SuperGLUE",
           Paired("objectives/superglue_mean/ul2", "objectives/superglue_mean/prefixlm"), ">", 0.005,
           f"no effect size in the paper: convention of half a point; {_ACC}", unit="accuracy",
-          check=_on_standins(runs("objectives", "objectives", "prefixlm", "ul2"))),
+          check=_on_standins("objectives", runs("objectives", "objectives", "prefixlm", "ul2"))),
     Claim("T11", "The large decoder adapted with PrefixLM reaches a lower held-out loss than the same shape trained "
           "from scratch for min(compute-matched steps, max_scratch_steps) steps (matched compute only where the "
           f"cap does not bind; {_SCRATCH_SETTING}): loss(scratch) − loss(adapted)",
           "from scratch wins only at the smallest size",
           "scratch/adapted_advantage/large", ">", NATS_PER_PT_POINT,
           f"no effect size in the paper: convention of one PT point; {_PT}", unit="nats",
-          check=_on_standins(runs("scratch", "sizes", "large"), _scratch_capped)),
+          check=_on_standins("scratch", runs("scratch", "sizes", "large"), _scratch_capped)),
     Claim("T12", "The adapted small model has more than half of its run's held-out loss improvement at the "
           f"evaluation nearest a quarter of its steps ({_SCRATCH_SETTING}): fraction of the gain reached there, "
           "against 1/2",
           "adaptation converges fast", "scratch/adapt_fraction_of_gain_at_25pct/small", ">", 0.05,
           "no effect size in the paper: convention of 5% of the run's gain", threshold=0.5,
-          check=_on_standins(runs("scratch", "sizes", "small"), _inside_warmup)),
+          check=_on_standins("scratch", runs("scratch", "sizes", "small"), _inside_warmup)),
     # ---- Gemma Encoder (arXiv 2503.02656); claim task accuracy, small adapted encoder, mean pooling, dropout 0.1
     Claim("E1", "The small adapted encoder finetuned with bidirectional attention beats the same with its causal "
           f"mask ({_ENCODER_SETTING}): acc(bidirectional) − acc(causal)", "bidirectional better",
           "gemma_encoder/claims/bidirectional_gt_causal", ">", 0.005,
           f"no effect size used from the paper: convention of half a point; {_ACC}", unit="accuracy",
-          check=_standins_clear_floor),
+          check=_on_standins("gemma_encoder")),
     Claim("E2", "Mean pooling is at least as good as attention pooling (non-inferiority): acc(mean) − "
           f"acc(attention) ≥ −margin ({_ENCODER_SETTING})", "mean ≥ attention ≥ first ≥ last (EmbeddingGemma)",
           "gemma_encoder/claims/simple_pooling_ge_attention", "≥", 0.005,
           f"non-inferiority: 'as good' tolerates half a point; {_ACC}", unit="accuracy",
-          check=_standins_clear_floor),
+          check=_on_standins("gemma_encoder")),
     Claim("E3", "The small decoder adapted to an encoder beats the same architecture trained from scratch on the task: "
           f"acc(adapted) − acc(scratch) ({_ENCODER_SETTING})", "adapted better",
           "gemma_encoder/claims/adapted_gt_scratch", ">", 0.005,
           f"no effect size in the paper: convention of half a point; {_ACC}", unit="accuracy",
-          check=_standins_clear_floor),
+          check=_on_standins("gemma_encoder")),
     Claim("E4", "The encoder of an adapted encoder-decoder (mean of the UL2 and PrefixLM encoders) beats the "
           f"decoder-derived encoder ({_ENCODER_SETTING}): acc(enc-dec encoder) − acc(decoder encoder)",
           "EmbeddingGemma: enc-dec better",
           "gemma_encoder/claims/encdec_encoder_gt_decoder_encoder", ">", 0.005,
           f"no effect size used from the paper: convention of half a point; {_ACC}", unit="accuracy",
-          check=_standins_clear_floor),
+          check=_on_standins(("gemma_encoder", "objectives"))),
     Claim("E5", f"Dropout 0.1 on the pooled vector beats no dropout ({_ENCODER_SETTING}): acc(0.1) − acc(0)",
           "rate matters (0.1 best in the paper)", "gemma_encoder/claims/dropout_effect", ">", 0.005,
           f"no effect size used from the paper: convention of half a point; {_ACC}", unit="accuracy",
-          check=_on_standins(_dropout_pair)),
+          check=_on_standins("gemma_encoder", _dropout_pair)),
     # ---- Gemma Encoder on the real Gemma 3 270M (notebook 08; the paper's own setting, scaled down)
     Claim("G1", f"{_REAL_SETTING}: its sentiment test accuracy beats a TF-IDF + logistic regression classifier "
           "fitted on the whole training split: acc(encoder) − acc(TF-IDF)", "the encoder beats classic baselines",

@@ -48,3 +48,26 @@ def test_unreadable_pretrain_metrics_are_a_reason(tmp_path, monkeypatch, bad):
     (tmp_path / "pretrain").mkdir()
     (tmp_path / "pretrain" / "metrics.json").write_text(bad)
     assert "no count floors" in claims._standins_clear_floor({})
+
+
+def _record(root, experiment, date, **extra):
+    d = root / experiment
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps({"metrics": {}, "provenance": {"date_utc": date}, **extra}))
+
+
+def test_results_older_than_the_stand_ins_are_not_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_RESULTS", str(tmp_path))
+    _record(tmp_path, "pretrain", "2026-12-03T12:00:00+00:00")  # trained in the batch: its own date counts
+    _record(tmp_path, "sizes", "2026-12-03T11:00:00+00:00")
+    _record(tmp_path, "objectives", "2026-12-03T13:00:00+00:00")
+    assert "results/sizes (2026-12-03T11:00) predate the current stand-ins" in claims._fresh("sizes")({})
+    assert claims._fresh("objectives")({}) is None
+    assert "results/sizes" in claims._fresh("objectives", "sizes")({})
+    assert claims._fresh("scratch")({}) is None  # no record: the claim's missing data speaks
+    # committed stand-ins: their training date counts, not when 01_pretrain loaded them
+    (tmp_path / "pretrain" / "standins.json").write_text(json.dumps(
+        {"small": {"date_utc": "2026-12-03T10:30:00+00:00"}, "large": {"date_utc": "2026-12-03T10:00:00+00:00"}}))
+    assert claims._fresh("sizes")({}) is None
+    _record(tmp_path, "sizes", "2026-12-03T09:59:00+00:00")
+    assert "predate the current stand-ins (2026-12-03T10:00)" in claims._fresh("sizes")({})
