@@ -25,3 +25,16 @@ def test_export_then_load_checks_the_training_parameters(tmp_path, monkeypatch):
         standins.load(d, PRESET, "small", 1)  # absolute directories work too
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*standins/large.*make standins"):
         standins.load("standins/large", PRESET, "large", 0)
+
+
+def test_the_committed_cpu_stand_ins_match_the_cpu_preset():
+    """`make reproduce` loads results/standins/: changing the cpu preset's data or schedule without re-running
+    `make standins` would make the batch refuse them, so this fails first."""
+    from workbench import notebook as nb
+
+    P = nb.load_params("pretrain", "cpu", seed=0)
+    for role in ("small", "large"):
+        cfg, params, record = standins.load(P["checkpoints"][role], P, role, 0)
+        assert cfg == config.decoder_preset(P[role], vocab_size=cfg.vocab_size)
+        assert record["training"]["train"]["steps"] * P["batch"] * P["seq_len"] >= 3_000_000
+        assert record["provenance"]["git_dirty"] is False
