@@ -50,7 +50,10 @@ def test_cpu_reasons_name_what_the_run_cannot_measure(cpu_table, monkeypatch):
     params = {k: r["provenance"].get("parameters", {}) for k, r in results.load_records(RESULTS).items()}
     monkeypatch.setenv("WORKBENCH_RESULTS", str(RESULTS))  # _scratch_capped reads scratch/budgets.csv there
     assert "max_scratch_steps = 100" in claims._scratch_capped(params)
-    assert "warm-up" in claims._inside_warmup(params)  # read at step 5 of a 10-step warm-up
+    # the adapted runs continue at the final pretraining LR with a 3-step warm-up: step 5 is read after it
+    assert params["scratch"]["adapt_train"]["warmup_steps"] < 5 and claims._inside_warmup(params) is None
+    inside = {"scratch": {**params["scratch"], "adapt_train": {**params["scratch"]["adapt_train"], "warmup_steps": 10}}}
+    assert "inside the 10-step LR warm-up" in claims._inside_warmup(inside)  # read at step 5 of a 10-step warm-up
 
 
 def test_committed_report_lists_the_registry():
