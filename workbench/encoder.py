@@ -8,6 +8,7 @@ and `config.dropout_rate` on the pooled vector before the head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -60,8 +61,7 @@ def forward(params: Params, config: EncoderOnlyConfig, tokens_BxL: jnp.ndarray, 
     return EncoderOnly(config).apply({"params": params}, tokens_BxL, mask_BxL, deterministic, rngs=rngs)
 
 
-
-def scores_fn(config: EncoderOnlyConfig):
+def scores_fn(config: EncoderOnlyConfig) -> Callable[[Params, dict], jnp.ndarray]:
     """`fn(params, {'tokens'})`: head outputs for [N, L] tokens, or [N, C] scores for [N, C, L] ranking candidates."""
     def fn(params: Params, batch: dict) -> jnp.ndarray:
         t = batch["tokens"]
@@ -69,6 +69,7 @@ def scores_fn(config: EncoderOnlyConfig):
         out = forward(params, config, flat, flat != 0)
         return out.reshape(*t.shape[:-1], *out.shape[1:])
     return fn
+
 
 def embed(params: Params, config: EncoderOnlyConfig, tokens_BxL: jnp.ndarray,
           mask_BxL: jnp.ndarray | None = None) -> jnp.ndarray:

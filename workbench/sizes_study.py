@@ -31,11 +31,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from workbench import adapt, decoder, encdec, evaluate, flops, generate, objectives, recipes, zoo
+from workbench import adapt, evaluate, flops, generate, objectives, recipes, zoo
 from workbench import notebook as nb
 from workbench.config import EncDecConfig, GemmaConfig
 from workbench.data import lm_arrays, load_corpus, load_task, tokenize_seq2seq
 from workbench.data.pipeline import prompt_rows_that_fit
+from workbench.models import model_for
 from workbench.train import TrainConfig, TrainResult, train
 
 Params = Any
@@ -160,7 +161,7 @@ def it_data(tokenizer: Any, it: Mapping[str, Any]) -> ITData:
 
 
 def n_params(cfg: GemmaConfig | EncDecConfig) -> int:
-    return encdec.param_count(cfg) if isinstance(cfg, EncDecConfig) else decoder.param_count(cfg)
+    return model_for(cfg).param_count()
 
 
 @dataclasses.dataclass
@@ -254,7 +255,7 @@ class SizesStudy:
         for role in ROLES:
             c, _, fp = self.upstream[role]
             out.append(f"{role} ({self.P['stand_in_for'][role]}): {c.num_layers} layers, d {c.embed_dim}, "
-                       f"{c.num_heads}x{c.head_dim} heads, {decoder.param_count(c):,} params, fingerprint {fp}")
+                       f"{c.num_heads}x{c.head_dim} heads, {n_params(c):,} params, fingerprint {fp}")
         return "\n".join(out)
 
     # -------------------------------------------------------------------------------------- data

@@ -35,8 +35,9 @@ def models_dir() -> Path:
     return Path(os.environ.get("WORKBENCH_MODELS", cache_dir() / "models"))
 
 
-def _store_path(name: str | os.PathLike) -> Path:
-    """`<models_dir>/<name>` for a valid store name; anything that could leave the store raises ValueError."""
+def _store_path(name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """`<root or models_dir>/<name>` for a valid store name; anything that could leave the store raises
+    ValueError."""
     text = os.fspath(name)
     parts = text.split("/")
     if (not text or text.startswith("/") or "\\" in text or "\0" in text
@@ -44,7 +45,7 @@ def _store_path(name: str | os.PathLike) -> Path:
         raise ValueError(f"invalid model name {text!r}: use a relative name inside the store such as "
                          f"'decoder-small' or 'smoke/decoder-small' (no leading '/', no '.' or '..' parts, "
                          f"no empty parts); to load a checkpoint directory pass an existing directory")
-    return models_dir().joinpath(*parts)
+    return (models_dir() if root is None else Path(root)).joinpath(*parts)
 
 
 def path(name_or_dir: str | os.PathLike) -> Path:
@@ -67,7 +68,7 @@ def save(name: str, config: GemmaConfig | EncDecConfig, params: dict[str, Any], 
     """Write a named checkpoint in one atomic step: the HF files and `workbench_config.json` (and `files`, name ->
     JSON-able object, e.g. a provenance record) are written into a temporary directory beside the target, which
     then replaces it by rename (never a half-updated mix). `root` replaces the store (`models_dir()`)."""
-    target = _store_path(name) if root is None else Path(root) / _store_path(name).relative_to(models_dir())
+    target = _store_path(name, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
