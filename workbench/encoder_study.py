@@ -268,7 +268,7 @@ class Study:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="encoder_study_") as tmp:
             res = train(loss, init, row_batches(d["train"], self.batch(task), int(seed)), tc, out_dir=tmp,
-                        progress=False)
+                        progress=False, checkpoints=False)
         jax.block_until_ready(res.params)
         t1 = time.perf_counter()
         out = bucketed_predict(self._scores_fn(cfg), res.params, d["test"]["tokens"], self.eval_rows)

@@ -430,35 +430,43 @@ class SizesStudy:
     def time_generation(self, params: Params, cfg: GemmaConfig | EncDecConfig, prompt_1xS: np.ndarray
                         ) -> list[float]:
         """Wall seconds of latency.runs batch-1 generations of latency.new_tokens tokens after one compiling run;
-        eos_id=-1 never stops early."""
+        eos_id=-1 never stops early. (`latency` interleaves several models instead.)"""
+        return self._timed({cfg: params}, prompt_1xS)[cfg]
+
+    def _timed(self, by_cfg: Mapping[Any, Params], prompt_1xS: np.ndarray) -> dict[Any, list[float]]:
+        """{cfg: wall seconds of each of latency.runs generations}: one compiling run per model, then rounds
+        in which every model generates once, so that machine drift and other load hit all models alike."""
         new_tokens = self.P["latency"]["new_tokens"]
 
-        def run() -> None:
-            jax.block_until_ready(generate.generate(params, cfg, prompt_1xS, new_tokens, eos_id=-1))
+        def run(cfg: Any) -> None:
+            jax.block_until_ready(generate.generate(by_cfg[cfg], cfg, prompt_1xS, new_tokens, eos_id=-1))
 
-        run()
-        times = []
+        for cfg in by_cfg:
+            run(cfg)
+        times: dict[Any, list[float]] = {cfg: [] for cfg in by_cfg}
         for _ in range(self.P["latency"]["runs"]):
-            t = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t)
+            for cfg in by_cfg:
+                t = time.perf_counter()
+                run(cfg)
+                times[cfg].append(time.perf_counter() - t)
         return times
 
     def latency(self) -> dict[str, dict[int, list[float]]]:
         """model -> seed -> ms per generated token of each timed run, for every adapted model, on the first
-        latency.prompt_len tokens of the first held-out row. Seeds outermost (machine drift hits all models
-        alike); models of one architecture (L-S, L-S-nowarm) share a seed's measurement."""
+        latency.prompt_len tokens of the first held-out row. Seeds outermost; within a seed the models' runs
+        are interleaved (`_timed`); models of one architecture (L-S, L-S-nowarm) share a seed's measurement."""
         t0 = time.perf_counter()
         LAT = self.P["latency"]
         prompt_1xS = np.asarray(self._need("val")["inputs"][:1, :LAT["prompt_len"]])
         out: dict[str, dict[int, list[float]]] = {m: {} for m in self.models}
         for s in self.seeds:
-            measured: dict[Any, list[float]] = {}
-            for m in (m for m in self.models if s in self.model_seeds(m)):
-                cfg = self.model_config(m)
-                if cfg not in measured:
-                    measured[cfg] = self.time_generation(self.pt_params[m, s], cfg, prompt_1xS)
-                out[m][s] = [1e3 * t / LAT["new_tokens"] for t in measured[cfg]]
+            here = [m for m in self.models if s in self.model_seeds(m)]
+            by_cfg: dict[Any, Params] = {}
+            for m in here:
+                by_cfg.setdefault(self.model_config(m), self.pt_params[m, s])
+            measured = self._timed(by_cfg, prompt_1xS)
+            for m in here:
+                out[m][s] = [1e3 * t / LAT["new_tokens"] for t in measured[self.model_config(m)]]
         self.seconds["latency"] = time.perf_counter() - t0
         return out
 

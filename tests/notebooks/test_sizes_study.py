@@ -175,23 +175,27 @@ def test_adapt_warms_up_only_the_cross_attention_and_shares_teacher_batches(tok,
 
 
 # ------------------------------------------------------------------------------------------ latency
-def test_latency_per_seed_shares_one_measurement_per_architecture(tok, up, monkeypatch):
+def test_latency_interleaves_a_seeds_models_and_shares_one_measurement_per_architecture(tok, up, monkeypatch):
     st = study(tok, up, models=["S-S", "L-S", "L-S-nowarm", "dec-S"], first_seed_only=["dec-S"],
                **{"latency.new_tokens": 4, "latency.runs": 2})
     st.val = {"inputs": np.ones((2, 32), np.int32)}
     st.pt_params = {(m, s): f"{m}/{s}" for m in st.models for s in st.model_seeds(m)}
     calls = []
 
-    def fake(params, cfg, prompt):
+    def fake_generate(params, cfg, prompt, new_tokens, eos_id):
         calls.append(params)
-        assert prompt.shape == (1, st.P["latency"]["prompt_len"])
-        return [0.004 * (1 + len(calls)), 0.004]
+        assert prompt.shape == (1, st.P["latency"]["prompt_len"]) and new_tokens == 4 and eos_id == -1
+        return np.zeros((1, new_tokens), np.int32)
 
-    monkeypatch.setattr(st, "time_generation", fake)
+    clock = iter(np.arange(0.0, 100.0, 0.004))
+    monkeypatch.setattr(ss.generate, "generate", fake_generate)
+    monkeypatch.setattr(ss.time, "perf_counter", lambda: float(next(clock)))
     lat = st.latency()
-    assert calls == ["S-S/0", "L-S/0", "dec-S/0", "S-S/1", "L-S/1"]  # seeds outermost; L-S-nowarm reuses L-S
+    # seeds outermost; per seed one compiling run per architecture, then rounds over all of them; L-S-nowarm
+    # reuses L-S's measurement
+    assert calls == ["S-S/0", "L-S/0", "dec-S/0"] * 3 + ["S-S/1", "L-S/1"] * 3
     assert lat["L-S-nowarm"] == lat["L-S"] and set(lat["dec-S"]) == {0} and set(lat["S-S"]) == {0, 1}
-    assert lat["S-S"][0] == pytest.approx([2.0, 1.0])  # ms per generated token
+    assert lat["S-S"][0] == pytest.approx([1.0, 1.0])  # 4 ms per run of 4 tokens: 1 ms per generated token
     with pytest.raises(RuntimeError, match="no val: call load_data"):
         study(tok, up).latency()
 

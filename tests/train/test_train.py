@@ -42,6 +42,21 @@ def test_steps_run_counts_only_this_calls_updates(tmp_path, params0, tokens):
     assert (again.start_step, again.steps_run) == (6, 0)
 
 
+def test_run_without_checkpoints_matches_and_writes_none(tmp_path, params0, tokens):
+    """checkpoints=False: the same updates as a checkpointed run, metrics recorded, no checkpoint on disk."""
+    cfg = TrainConfig(steps=4, learning_rate=1e-2, warmup_steps=1, checkpoint_every=2)
+    kept = train(LOSS, params0, array_batches(tokens, 8), cfg, out_dir=str(tmp_path / "a"), progress=False)
+    bare = train(LOSS, params0, array_batches(tokens, 8), cfg, out_dir=str(tmp_path / "b"), progress=False,
+                 checkpoints=False)
+    for k, v in flat(kept.params).items():
+        np.testing.assert_array_equal(flat(bare.params)[k], v, err_msg=k)
+    assert [h["loss"] for h in bare.history] == [h["loss"] for h in kept.history]
+    assert not (tmp_path / "b" / "checkpoints").exists() and (tmp_path / "b" / "metrics.csv").is_file()
+    with pytest.raises(ValueError, match="keep_last_k"):
+        train(LOSS, params0, array_batches(tokens, 8), cfg.replace(keep_last_k=2), out_dir=str(tmp_path / "c"),
+              progress=False, checkpoints=False)
+
+
 def _one_step(cfg, params, batch_AxBxL):
     tx = make_optimizer(cfg, params)
     state = {"params": params, "opt_state": tx.init(params), "step": jnp.int32(0)}

@@ -197,10 +197,12 @@ def _write_json_atomic(path: str, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def _diverged(mgr: ckpt.ocp.CheckpointManager, out_dir: str, ckpt_dir: str, what: str, first_bad: dict | None,
+def _diverged(mgr: ckpt.ocp.CheckpointManager | None, out_dir: str, ckpt_dir: str, what: str, first_bad: dict | None,
               lead: bool) -> str:
     """Keep the checkpoints made before the first unhealthy update, move later ones aside; the error message."""
     bad_step = None if first_bad is None else first_bad["step"]
+    if mgr is None:
+        return f"{what} (a run without checkpoints: change its settings and run it again)"
     steps = sorted(mgr.all_steps())
     good = [s for s in steps if bad_step is None or s <= bad_step]  # checkpoint s holds updates 0 .. s-1
     moved = [s for s in steps if s not in good]
@@ -230,7 +232,7 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
           tokens_per_batch_fn: Callable[[dict], int] | None = None, peak_flops: float | None = None,
           callbacks: Sequence[Callback] = (), progress: bool = True,
           rules: shd.Rules | None = None, run_info: dict | None = None,
-          allow_config_change: bool = False) -> TrainResult:
+          allow_config_change: bool = False, checkpoints: bool = True) -> TrainResult:
     """Train (or resume) and return the final state. See the module and `TrainConfig` docs.
 
     Resumes from the latest complete checkpoint under `<out_dir>/checkpoints` when the saved settings match
@@ -238,7 +240,9 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
     data; the parameter shapes): else `RunMismatchError`, unless `allow_config_change`. Raises
     `FloatingPointError` on a non-finite loss or grad norm (no checkpoint of the bad step is written; see the
     module doc). `peak_flops` is the summed peak of all devices used; MFU = flops_per_token * tokens/s /
-    peak_flops. Callbacks get `(step, record, state)` after every update.
+    peak_flops. Callbacks get `(step, record, state)` after every update. `checkpoints=False`: a throwaway
+    run (e.g. one finetuning of a study that keeps only its scores) writes no checkpoint and cannot resume;
+    it still records its settings and metrics under `out_dir`.
     """
     cfg = config
     out_dir = out_dir or cfg.out_dir
@@ -261,8 +265,10 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
         state["ema"] = jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=p_shard)(params)
         s_shard["ema"] = p_shard
 
-    mgr = ckpt.manager(ckpt_dir, max_to_keep=max(cfg.max_to_keep, cfg.keep_last_k))
-    start = mgr.latest_step() or 0
+    if not checkpoints and cfg.keep_last_k > 1:
+        raise ValueError("train: keep_last_k > 1 averages checkpoints, so it needs checkpoints=True")
+    mgr = ckpt.manager(ckpt_dir, max_to_keep=max(cfg.max_to_keep, cfg.keep_last_k)) if checkpoints else None
+    start = (mgr.latest_step() or 0) if mgr is not None else 0
     record = {**cfg.to_json(), "run": _jsonish(dict(run_info or {})), "param_shapes": _param_shapes(params)}
     cfg_path = os.path.join(out_dir, CONFIG_FILE)
     if start:
@@ -343,7 +349,7 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
             done = i + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if mgr is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 if not _all_finite(state["params"]):
                     bad = first_bad or {"step": i, "loss": rec["loss"], "grad_norm": rec["grad_norm"]}
                     raise FloatingPointError(_diverged(mgr, out_dir, ckpt_dir, f"non-finite params after step {i} "
@@ -353,7 +359,8 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
         bar.close()
         if writer is not None:
             writer.close()
-        mgr.close()
+        if mgr is not None:
+            mgr.close()
 
     averaged = ckpt.average_checkpoints(ckpt_dir, cfg.keep_last_k) if cfg.keep_last_k > 1 else None
     history = writer.history if writer is not None else []
