@@ -11,7 +11,7 @@ import pytest
 from _lm import LOSS, flat
 
 from workbench.recipes import row_batches as array_batches
-from workbench.train import TrainConfig, make_optimizer, train
+from workbench.train import Stepper, TrainConfig, make_optimizer, train
 from workbench.train.checkpoint import manager, restore_params
 from workbench.train.loop import make_step
 
@@ -55,6 +55,20 @@ def test_run_without_checkpoints_matches_and_writes_none(tmp_path, params0, toke
     with pytest.raises(ValueError, match="keep_last_k"):
         train(LOSS, params0, array_batches(tokens, 8), cfg.replace(keep_last_k=2), out_dir=str(tmp_path / "c"),
               progress=False, checkpoints=False)
+
+
+def test_stepper_is_the_trainers_update(tmp_path, params0, tokens):
+    """The benchmarks time `Stepper` directly: two of its updates equal two updates of `train`."""
+    cfg = TrainConfig(steps=2, learning_rate=1e-2, warmup_steps=1, grad_accum=2, checkpoint_every=2)
+    res = train(LOSS, params0, array_batches(tokens, 8), cfg, out_dir=str(tmp_path), progress=False)
+    stepper = Stepper(LOSS, cfg, params0)
+    state, get = stepper.init(params0), array_batches(tokens, 8)
+    for i in range(2):
+        state, mets = stepper(state, stepper.batch(get(i)))
+        assert float(mets["loss"]) == res.history[i]["loss"]
+    for k, v in flat(res.params).items():
+        np.testing.assert_array_equal(flat(state["params"])[k], v, err_msg=k)
+    assert int(state["step"]) == 2 and all(np.isfinite(v).all() for v in flat(params0).values())  # not donated
 
 
 def _one_step(cfg, params, batch_AxBxL):

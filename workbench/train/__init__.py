@@ -7,12 +7,13 @@ resume, EMA and last-k averaging, JSONL/CSV metrics, and a command line (`python
 
 from workbench.train.checkpoint import average_checkpoints, restore_params
 from workbench.train.config import TrainConfig
-from workbench.train.loop import TrainResult, make_step, train
+from workbench.train.loop import Stepper, TrainResult, make_step, train
 from workbench.train.optim import decay_mask, ema_update, make_optimizer, schedule
 from workbench.train.sharding import DEFAULT_RULES, logical_axes, make_mesh, shard_params
 
 __all__ = [
     "DEFAULT_RULES",
+    "Stepper",
     "TrainConfig",
     "TrainResult",
     "average_checkpoints",

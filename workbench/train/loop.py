@@ -114,6 +114,62 @@ def make_step(loss_fn: LossFn, cfg: TrainConfig, params: Any, tx) -> Callable:
     return step
 
 
+class Stepper:
+    """The trainer's update on a mesh: `train` runs it, and so do the benchmarks (no benchmark-only path).
+
+    `init(params)` places a copy of the params and a fresh optimizer state (and EMA) on the mesh;
+    `batch(raw)` splits a local batch into `grad_accum` micro-batches and shards it; calling the stepper
+    runs `make_step` jitted once (params and optimizer state sharded by `rules`, the state donated) and
+    returns (state, metrics on device)."""
+
+    def __init__(self, loss_fn: LossFn, config: TrainConfig, params: Any, rules: shd.Rules | None = None):
+        cfg = self.config = config
+        self.loss_fn, self.rules = loss_fn, rules
+        self.mesh = shd.make_mesh(*(cfg.mesh_shape or (jax.device_count(), 1, 1)))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.p_shard = shd.param_shardings(params, self.mesh, rules)
+        self.tx = optim.make_optimizer(cfg, params)
+        o_shard = shd.like_params_shardings(jax.eval_shape(self.tx.init, params), params, self.p_shard, self.mesh)
+        self.o_shard = o_shard
+        self.s_shard = {"params": self.p_shard, "opt_state": o_shard, "step": self.replicated}
+        if cfg.ema_decay is not None:
+            self.s_shard["ema"] = self.p_shard
+        self._template = params
+        self._fn: Callable | None = None
+
+    def init(self, params: Any) -> dict:
+        """{'params', 'opt_state', 'step' (0)[, 'ema']} on the mesh; the caller's arrays are never donated."""
+        params = jax.device_put(params, self.p_shard, may_alias=False)
+        state = {"params": params, "opt_state": jax.jit(self.tx.init, out_shardings=self.o_shard)(params),
+                 "step": jax.device_put(jnp.zeros((), jnp.int32), self.replicated)}
+        if self.config.ema_decay is not None:
+            state["ema"] = jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=self.p_shard)(params)
+        return state
+
+    def batch(self, raw: dict) -> dict:
+        """This process's batch {name: [B, ...]} as global arrays [grad_accum, B / grad_accum, ...]."""
+        A = self.config.grad_accum
+
+        def split(x):
+            x = np.asarray(x)
+            if x.shape[0] % A:
+                raise ValueError(f"batch size {x.shape[0]} is not divisible by grad_accum={A}")
+            return x.reshape(A, x.shape[0] // A, *x.shape[1:])
+
+        local = {k: split(v) for k, v in raw.items()}
+        shard = {k: shd.batch_sharding(self.mesh, v.ndim, self.rules, batch_axis=1,
+                                       batch_size=v.shape[1] * jax.process_count()) for k, v in local.items()}
+        return {k: jax.make_array_from_process_local_data(shard[k], v) for k, v in local.items()}
+
+    def __call__(self, state: dict, batch: dict) -> tuple[dict, dict]:
+        if self._fn is None:
+            b_shard = {k: v.sharding for k, v in batch.items()}
+            self._fn = jax.jit(make_step(self.loss_fn, self.config, self._template, self.tx),
+                               in_shardings=(self.s_shard, b_shard), out_shardings=(self.s_shard, self.replicated),
+                               donate_argnums=0)
+        return self._fn(state, batch)
+
+
 def _default_tokens(batch: dict) -> int | None:
     for keys in (("tokens",), ("inputs", "targets"), ("enc_tokens", "dec_tokens")):
         if all(k in batch for k in keys):
@@ -251,22 +307,10 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
     os.makedirs(out_dir, exist_ok=True)
     lead = jax.process_index() == 0
     ckpt_dir = os.path.join(out_dir, "checkpoints")
-    mesh = shd.make_mesh(*(cfg.mesh_shape or (jax.device_count(), 1, 1)))
-    replicated = NamedSharding(mesh, PartitionSpec())
-
-    p_shard = shd.param_shardings(params, mesh, rules)
-    params = jax.device_put(params, p_shard, may_alias=False)  # never donate the caller's arrays
-    tx = optim.make_optimizer(cfg, params)
-    o_shard = shd.like_params_shardings(jax.eval_shape(tx.init, params), params, p_shard, mesh)
-    state = {"params": params, "opt_state": jax.jit(tx.init, out_shardings=o_shard)(params),
-             "step": jax.device_put(jnp.zeros((), jnp.int32), replicated)}
-    s_shard = {"params": p_shard, "opt_state": o_shard, "step": replicated}
-    if cfg.ema_decay is not None:
-        state["ema"] = jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=p_shard)(params)
-        s_shard["ema"] = p_shard
-
     if not checkpoints and cfg.keep_last_k > 1:
         raise ValueError("train: keep_last_k > 1 averages checkpoints, so it needs checkpoints=True")
+    stepper = Stepper(loss_fn, cfg, params, rules)
+    state = stepper.init(params)
     mgr = ckpt.manager(ckpt_dir, max_to_keep=max(cfg.max_to_keep, cfg.keep_last_k)) if checkpoints else None
     start = (mgr.latest_step() or 0) if mgr is not None else 0
     record = {**cfg.to_json(), "run": _jsonish(dict(run_info or {})), "param_shapes": _param_shapes(params)}
@@ -300,30 +344,13 @@ def train(loss_fn: LossFn, params: Any, get_batch: Callable[[int], dict], config
             first_bad = {k: r.get(k) for k in ("step", "loss", "grad_norm")}
             break
 
-    step_fn = None
-    A = cfg.grad_accum
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
     try:
         for i in range(start, cfg.steps):
             t0 = time.perf_counter()
             raw = get_batch(i)
             ntok = (tokens_per_batch_fn or _default_tokens)(raw)
-
-            def split(x):
-                x = np.asarray(x)
-                if x.shape[0] % A:
-                    raise ValueError(f"batch size {x.shape[0]} is not divisible by grad_accum={A}")
-                return x.reshape(A, x.shape[0] // A, *x.shape[1:])
-
-            local = {k: split(v) for k, v in raw.items()}
-            b_shard = {k: shd.batch_sharding(mesh, v.ndim, rules, batch_axis=1,
-                                             batch_size=v.shape[1] * jax.process_count())
-                       for k, v in local.items()}
-            batch = {k: jax.make_array_from_process_local_data(b_shard[k], v) for k, v in local.items()}
-            if step_fn is None:
-                step_fn = jax.jit(make_step(loss_fn, cfg, params, tx), in_shardings=(s_shard, b_shard),
-                                  out_shardings=(s_shard, replicated), donate_argnums=0)
-            state, mets = step_fn(state, batch)
+            state, mets = stepper(state, stepper.batch(raw))
             mets = {k: float(v) for k, v in jax.device_get(mets).items()}
             dt = time.perf_counter() - t0
             if first_bad is None and not _healthy(mets["loss"], mets["grad_norm"]):
