@@ -24,48 +24,88 @@ def _batch(setup: Setup, seed: int = 0):
 
 
 # --------------------------------------------------------------------------------------------- ours
-def jax_train_step(setup: Setup, model: str) -> Callable[[], None]:
-    """Our jitted step on the benchmark batch; `model` is 'decoder' or 'encdec'."""
-    import jax
-    import jax.numpy as jnp
-    import optax
+def trainer_config():
+    """The trainer's settings for the comparison: AdamW as torch's (betas 0.9 / 0.999, eps 1e-8, weight decay
+    0.01, embeddings decayed too), constant LR, no clipping; torch decays the norm scales as well (ours: matrices
+    only), a few elementwise ops of difference."""
+    from workbench.train import TrainConfig
 
-    from workbench import decoder, encdec, masks
+    return TrainConfig(learning_rate=LR, weight_decay=WD, b2=0.999, eps=1e-8, clip_norm=None, schedule="constant",
+                       warmup_steps=0, decay_embeddings=True)
 
-    tx = optax.adamw(LR, weight_decay=WD)
-    enc_np, tgt_np = _batch(setup)
-    if model == "decoder":
-        cfg = setup.gemma_config()
-        params = decoder.init(cfg, jax.random.key(0))
 
-        def loss_fn(p, enc, tgt):
-            logits = decoder.forward(p, cfg, enc)[:, :-1]
-            return optax.softmax_cross_entropy_with_integer_labels(logits, enc[:, 1:]).mean()
-    else:
-        cfg = setup.encdec_config()
-        params = encdec.init(cfg, jax.random.key(0))
+def trainer_step(loss_fn, params, batch: dict) -> Callable[[], None]:
+    """One update of `workbench.train.Stepper`, the object `train` runs (same jit, shardings over all JAX
+    devices, donation), with the metrics fetched to the host every step as `train` does."""
+    from workbench.train import Stepper
 
-        def loss_fn(p, enc, tgt):
-            logits = encdec.forward(p, cfg, enc, masks.shift_right(tgt))
-            return optax.softmax_cross_entropy_with_integer_labels(logits, tgt).mean()
-
-    def step(p, s, enc, tgt):
-        loss, g = jax.value_and_grad(loss_fn)(p, enc, tgt)
-        upd, s = tx.update(g, s, p)
-        return optax.apply_updates(p, upd), s, loss
-
-    step = jax.jit(step, donate_argnums=(0, 1))
-    enc, tgt = jnp.asarray(enc_np), jnp.asarray(tgt_np)
-    params, (enc, tgt) = place(params, enc, tgt)
-    state = [params, tx.init(params)]
+    stepper = Stepper(loss_fn, trainer_config(), params)
+    state = [stepper.init(params)]
+    placed = stepper.batch(batch)
 
     def run() -> None:
-        state[0], state[1], loss = step(state[0], state[1], enc, tgt)
-        loss.block_until_ready()
+        state[0], mets = stepper(state[0], placed)
+        float(mets["loss"])
 
     for _ in range(2):
         run()
     return run
+
+
+def jax_train_step(setup: Setup, model: str) -> Callable[[], None]:
+    """Our training step on the benchmark batch, through the trainer (`trainer_step`) with the notebooks' losses
+    (`objectives.causal_lm_loss`, `objectives.encdec_seq2seq_loss`); `model` is 'decoder' or 'encdec'."""
+    import jax
+
+    from workbench import decoder, encdec, objectives
+
+    enc, tgt = _batch(setup)
+    if model == "decoder":
+        cfg = setup.gemma_config()
+        return trainer_step(objectives.causal_lm_loss(cfg), decoder.init(cfg, jax.random.key(0)), {"tokens": enc})
+    cfg = setup.encdec_config()
+    return trainer_step(objectives.encdec_seq2seq_loss(cfg), encdec.init(cfg, jax.random.key(0)),
+                        {"inputs": enc, "targets": tgt})
+
+
+# ---------------------------------------------------------------------------------- the real Gemma 3 270M
+REAL_TASK = "sentiment_binary"  # the vocabulary is pruned to this task's texts, as in 08_real_encoder
+
+
+def real_model(quick: bool):
+    """(config, params): Gemma 3 270M (`zoo`, from the registry package) with its vocabulary pruned to the
+    texts of `REAL_TASK` (512 train + 800 test examples); `quick`: the tiny random Gemma 3 preset instead."""
+    from workbench import encoder_study, real_gemma
+
+    config, params, tok = real_gemma.load_base("tiny3" if quick else "gemma3-270m")
+    n = (32, 32) if quick else (512, 800)
+    texts = encoder_study.task_texts(REAL_TASK, n_train=n[0], n_test=n[1], seed=0)
+    config, params, _ = real_gemma.prune_to_texts(config, params, tok, texts)
+    return config, params
+
+
+def real_batch(vocab: int, batch: int, seq: int):
+    import numpy as np
+    return np.random.RandomState(0).randint(3, vocab, size=(batch, seq)).astype(np.int32)
+
+
+def save_real_checkpoint(quick: bool, path: str) -> dict:
+    """Write the pruned model as an HF Gemma 3 checkpoint (the torch side loads the same weights); its sizes."""
+    from workbench.interop import save_hf_gemma3
+
+    config, params = real_model(quick)
+    save_hf_gemma3(config, params, path)
+    return {"vocab": config.vocab_size, "layers": config.num_layers, "width": config.embed_dim}
+
+
+def jax_real_train_step(path: str, batch: int, seq: int) -> Callable[[], None]:
+    """Our causal-LM training step of the pruned Gemma 3 checkpoint at `path` (loaded back with our reader)."""
+    from workbench import objectives
+    from workbench.interop import load_hf_gemma3
+
+    config, params = load_hf_gemma3(path)
+    return trainer_step(objectives.causal_lm_loss(config), params,
+                        {"tokens": real_batch(config.vocab_size, batch, seq)})
 
 
 def place(params, *batch):
@@ -97,22 +137,31 @@ def save_checkpoint(setup: Setup, model: str, path: str) -> None:
 
 # -------------------------------------------------------------------------------------------- torch
 def torch_model(model: str, path: str, threads: int):
+    """transformers' model of our checkpoint: Gemma 2 / T5Gemma with eager attention (their attention soft-cap
+    needs it); the real Gemma 3 (no soft-cap) with transformers' default attention (SDPA)."""
     import torch
     import transformers
     torch.set_num_threads(threads)
     transformers.logging.set_verbosity_error()
+    if model == "real":
+        return transformers.Gemma3ForCausalLM.from_pretrained(path, dtype=torch.float32)
     cls = transformers.Gemma2ForCausalLM if model == "decoder" else transformers.T5GemmaForConditionalGeneration
     return cls.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
 
 
-def torch_train_step(setup: Setup, model: str, path: str, threads: int, compile_: bool) -> Callable[[], None]:
+def torch_train_step(setup: Setup | tuple[int, int], model: str, path: str, threads: int, compile_: bool
+                     ) -> Callable[[], None]:
+    """transformers' training step (torch AdamW, fused); `model` 'real' takes `setup` = (batch, seq)."""
     import torch
     net = torch_model(model, path, threads).train()
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WD, fused=True)
     fwd = torch.compile(net) if compile_ else net
-    enc_np, tgt_np = _batch(setup)
+    if model == "real":
+        enc_np = tgt_np = real_batch(net.config.vocab_size, *setup)
+    else:
+        enc_np, tgt_np = _batch(setup)
     enc, tgt = torch.tensor(enc_np, dtype=torch.long), torch.tensor(tgt_np, dtype=torch.long)
-    if model == "decoder":
+    if model in ("decoder", "real"):
         kwargs = {"input_ids": enc, "labels": enc}
     else:
         dec_in = torch.cat([torch.full_like(tgt[:, :1], 2), tgt[:, :-1]], dim=1)

@@ -1,9 +1,13 @@
 """Training throughput: our jitted JAX step vs transformers (eager and torch.compile), same weights and batch.
 
     .venv/bin/python benchmarks/train_throughput.py [--rounds 5] [--steps 2] [--threads 2] [--quick]
+        [--models decoder,encdec,real] [--real-batch 4x128]
 
 Prints per system: compile/setup seconds, median wall seconds and CPU-seconds per step, tokens/s, matmul
-MFU against the measured JAX fp32 matmul peak; then the ratios. The last line reads
+MFU against the measured JAX fp32 matmul peak; then the ratios. Ours is `workbench.train.Stepper`, the update
+`train` runs. `real`: one step of Gemma 3 270M (the registry package) with its vocabulary pruned to a task's
+texts, ours vs transformers' Gemma3ForCausalLM on the same pruned weights (written with `save_hf_gemma3`) and
+batch; its ratio line `ratio_vs_torch_compile_real gemma3_270m=X` comes before the last line, which reads
 `ratio_vs_torch_compile decoder=X encdec=Y` (ours tokens/s over torch.compile's).
 """
 
@@ -18,10 +22,13 @@ import systems
 from common import Worker, interleave, load_note
 
 
-def _flops_per_step(setup: common.Setup, model: str) -> tuple[float, int]:
-    """(training matmul FLOPs per step, tokens per step) from workbench.flops."""
+def _flops_per_step(setup: common.Setup, model: str, real: tuple | None = None) -> tuple[float, int]:
+    """(training matmul FLOPs per step, tokens per step) from workbench.flops; `real` = (config, batch, seq)."""
     from workbench import flops
     B, L = setup.batch, setup.seq
+    if model == "real":
+        config, B, L = real
+        return B * L * flops.train_flops_per_token(config, L), B * L
     if model == "decoder":
         return B * L * flops.train_flops_per_token(setup.gemma_config(), L), B * L
     return B * flops.encdec_flops_per_example(setup.encdec_config(), L, L, train=True), 2 * B * L
@@ -39,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
                          "on a loaded 2-core machine)")
     ap.add_argument("--devices", type=int, default=None,
                     help="JAX host devices for data parallelism (default: --threads)")
-    ap.add_argument("--models", default="decoder,encdec")
+    ap.add_argument("--models", default="decoder,encdec,real")
+    ap.add_argument("--real-batch", default="4x128", help="batch x sequence length of the real Gemma 3 row")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
                     help="gpu: only our step, bf16, MFU against the H100 bf16 peak (989 TFLOP/s)")
     args = ap.parse_args(argv)
@@ -62,21 +70,38 @@ def main(argv: list[str] | None = None) -> None:
           f"{peak_cpu / 1e9:.1f} GFLOP per CPU-second")
 
     ratios: dict[str, float] = {}
+    real_b, real_s = (2, 32) if args.quick else map(int, args.real_batch.lower().split("x"))
     for model in args.models.split(","):
         ckpt = common.tmpdir(f"bench-{model}-")
-        systems.save_checkpoint(setup, model, ckpt)
-        workers = [Worker("ours", systems.jax_train_step, (setup, model), jenv),
-                   Worker("torch-eager", systems.torch_train_step, (setup, model, ckpt, args.threads, False), tenv)]
+        shape: common.Setup | tuple[int, int] = setup
+        if model == "real":
+            sizes = systems.save_real_checkpoint(args.quick, ckpt)
+            shape = (real_b, real_s)
+            print(f"\n# real: {'tiny random Gemma 3 (quick)' if args.quick else 'Gemma 3 270M'}, vocabulary pruned "
+                  f"to {sizes['vocab']} ids ({systems.REAL_TASK} texts), {sizes['layers']} layers, width "
+                  f"{sizes['width']}")
+            ours = Worker("ours", systems.jax_real_train_step, (ckpt, real_b, real_s), jenv)
+        else:
+            systems.save_checkpoint(setup, model, ckpt)
+            ours = Worker("ours", systems.jax_train_step, (setup, model), jenv)
+        workers = [ours, Worker("torch-eager", systems.torch_train_step, (shape, model, ckpt, args.threads, False),
+                                tenv)]
         if use_compile:
             workers.append(Worker("torch-compile", systems.torch_train_step,
-                                  (setup, model, ckpt, args.threads, True), tenv))
+                                  (shape, model, ckpt, args.threads, True), tenv))
         try:
             interleave(workers, rounds, steps)
         finally:
             for w in workers:
                 w.close()
-        fl, tokens = _flops_per_step(setup, model)
-        print(f"\n## {model}: {tokens} tokens/step ({setup.batch} x {setup.seq}"
+        real = None
+        if model == "real":
+            from workbench.interop import params_map
+            from workbench.interop.hf_gemma3 import gemma3_config_from_hf
+            real = (gemma3_config_from_hf(params_map.read_config_json(ckpt)), real_b, real_s)
+        fl, tokens = _flops_per_step(setup, model, real)
+        b, L = (real_b, real_s) if real else (setup.batch, setup.seq)
+        print(f"\n## {model}: {tokens} tokens/step ({b} x {L}"
               f"{' enc + dec' if model == 'encdec' else ''}), {fl / 1e9:.1f} GFLOP/step (workbench.flops)")
         print(f"{'system':14s} {'setup_s':>8s} {'wall_s':>8s} {'cpu_s':>8s} {'cpu/wall':>8s} {'tok/s':>9s} "
               f"{'MFU':>6s} {'MFU_cpu':>7s}")
@@ -91,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     print("MFU: matmul FLOPs (workbench.flops) per wall second over the wall peak; MFU_cpu: per CPU-second "
           "over the matmul's FLOP per CPU-second (load-robust; a 2-thread step can reach at most 100%)")
     print(f"\n# after: {load_note()}")
+    if "real" in ratios:
+        print(f"ratio_vs_torch_compile_real gemma3_270m={ratios.pop('real'):.2f}" + (" loaded" if loaded else ""))
     print(common.ratio_line("ratio_vs_torch_compile", ratios, loaded))
 
 
