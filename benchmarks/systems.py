@@ -89,13 +89,13 @@ def real_batch(vocab: int, batch: int, seq: int):
     return np.random.RandomState(0).randint(3, vocab, size=(batch, seq)).astype(np.int32)
 
 
-def save_real_checkpoint(quick: bool, path: str) -> dict:
-    """Write the pruned model as an HF Gemma 3 checkpoint (the torch side loads the same weights); its sizes."""
+def save_real_checkpoint(quick: bool, path: str):
+    """Write the pruned model as an HF Gemma 3 checkpoint (the torch side loads the same weights); its config."""
     from workbench.interop import save_hf_gemma3
 
     config, params = real_model(quick)
     save_hf_gemma3(config, params, path)
-    return {"vocab": config.vocab_size, "layers": config.num_layers, "width": config.embed_dim}
+    return config
 
 
 def jax_real_train_step(path: str, batch: int, seq: int) -> Callable[[], None]:

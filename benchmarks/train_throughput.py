@@ -74,12 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models.split(","):
         ckpt = common.tmpdir(f"bench-{model}-")
         shape: common.Setup | tuple[int, int] = setup
+        real = None  # (config, batch, seq) of the real Gemma 3 row
         if model == "real":
-            sizes = systems.save_real_checkpoint(args.quick, ckpt)
-            shape = (real_b, real_s)
+            config = systems.save_real_checkpoint(args.quick, ckpt)
+            shape, real = (real_b, real_s), (config, real_b, real_s)
             print(f"\n# real: {'tiny random Gemma 3 (quick)' if args.quick else 'Gemma 3 270M'}, vocabulary pruned "
-                  f"to {sizes['vocab']} ids ({systems.REAL_TASK} texts), {sizes['layers']} layers, width "
-                  f"{sizes['width']}")
+                  f"to {config.vocab_size} ids ({systems.REAL_TASK} texts), {config.num_layers} layers, width "
+                  f"{config.embed_dim}")
             ours = Worker("ours", systems.jax_real_train_step, (ckpt, real_b, real_s), jenv)
         else:
             systems.save_checkpoint(setup, model, ckpt)
@@ -94,11 +95,6 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             for w in workers:
                 w.close()
-        real = None
-        if model == "real":
-            from workbench.interop import params_map
-            from workbench.interop.hf_gemma3 import gemma3_config_from_hf
-            real = (gemma3_config_from_hf(params_map.read_config_json(ckpt)), real_b, real_s)
         fl, tokens = _flops_per_step(setup, model, real)
         b, L = (real_b, real_s) if real else (setup.batch, setup.seq)
         print(f"\n## {model}: {tokens} tokens/step ({b} x {L}"

@@ -69,13 +69,16 @@ class Paired:
         return f"{self.a} − {self.b}, per seed"
 
 
+# why a claim is not measured when a preset leaves its runs out
+LEFT_OUT = ": not run at this scale, to fit its time budget (the gpu preset runs it)"
+
+
 def runs(experiment: str, param: str, *names: str) -> Check:
     """A check: the reason when the experiment's recorded parameter list `param` lacks one of `names`."""
 
     def check(params: Mapping[str, Any]) -> str | None:
         missing = [n for n in names if n not in params[experiment][param]]
-        return (f"this run's {experiment} preset has no {', '.join(missing)} (`{param}`): not run at this scale, to "
-                "fit its time budget (the gpu preset runs it)") if missing else None
+        return f"this run's {experiment} preset has no {', '.join(missing)} (`{param}`){LEFT_OUT}" if missing else None
 
     return check
 
@@ -194,11 +197,10 @@ def _real_variant(task: str, change: Mapping[str, Any] | None = None) -> Check:
         p = params["real_encoder"]
         if p["model"] not in pretrained.REGISTRY:
             return f"the run's model {p['model']!r} is a random stand-in, not a pretrained Gemma (smoke preset)"
-        budget = ": not run at this scale, to fit its time budget (the gpu preset runs it)"
         if task not in p["variants"]:
-            return f"this run's real_encoder preset has no {task} task (`variants`){budget}"
+            return f"this run's real_encoder preset has no {task} task (`variants`){LEFT_OUT}"
         if change is not None and dict(change) not in [dict(c) for c in p["variants"][task]]:
-            return f"this run's real_encoder preset has no {dict(change)} variant on {task}{budget}"
+            return f"this run's real_encoder preset has no {dict(change)} variant on {task}{LEFT_OUT}"
         return None
 
     return check

@@ -129,9 +129,9 @@ class Stepper:
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.p_shard = shd.param_shardings(params, self.mesh, rules)
         self.tx = optim.make_optimizer(cfg, params)
-        o_shard = shd.like_params_shardings(jax.eval_shape(self.tx.init, params), params, self.p_shard, self.mesh)
-        self.o_shard = o_shard
-        self.s_shard = {"params": self.p_shard, "opt_state": o_shard, "step": self.replicated}
+        self.o_shard = shd.like_params_shardings(jax.eval_shape(self.tx.init, params), params, self.p_shard,
+                                                 self.mesh)
+        self.s_shard = {"params": self.p_shard, "opt_state": self.o_shard, "step": self.replicated}
         if cfg.ema_decay is not None:
             self.s_shard["ema"] = self.p_shard
         self._template = params
