@@ -10,6 +10,7 @@ h head_dim, F FFN width, V vocabulary.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -61,10 +62,58 @@ class RMSNorm(nn.Module):
         return (y * (1.0 + scale.astype(jnp.float32))).astype(x.dtype)
 
 
-def _dense(features: int, cfg: GemmaConfig, name: str, fan_in_scale: float = 1.0) -> nn.Dense:
-    return nn.Dense(features, use_bias=False, dtype=cfg.activation_dtype, param_dtype=cfg.weight_dtype,
-                    kernel_init=nn.initializers.variance_scaling(fan_in_scale, "fan_in", "normal"),
-                    name=name)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul(x_NxI: jnp.ndarray, w: jnp.ndarray, w_is_OxI: bool = False) -> jnp.ndarray:
+    """x @ w over the last axis of x (any leading axes); w is [I, O], or [O, I] with `w_is_OxI` (a tied head).
+
+    The backward is written for XLA's CPU dots, which want the left operand's contracting axis minor: JAX's own
+    transpose rule computes a weight's gradient as dot(g, x) contracted over the token axes, so every backward
+    first copied the whole output gradient [tokens, O] into [O, tokens] (for the LM head, [tokens, V]). Here the
+    smaller of x and g is the one laid out that way (dot(x, g) -> [I, O] when I <= O, else dot(g, x) -> [O, I])
+    and only the small weight gradient is transposed. Same values as autodiff up to summation order.
+    """
+    return jnp.einsum("...i,oi->...o" if w_is_OxI else "...i,io->...o", x_NxI, w)
+
+
+def _matmul_fwd(x, w, w_is_OxI):
+    return matmul(x, w, w_is_OxI), (x, w)
+
+
+def _matmul_bwd(w_is_OxI, res, g):
+    x, w = res
+    O, I = w.shape if w_is_OxI else w.shape[::-1]
+    dx = jnp.einsum("...o,oi->...i" if w_is_OxI else "...o,io->...i", g, w).astype(x.dtype)
+    x2, g2 = x.reshape(-1, I), g.reshape(-1, O)
+    contract = (((0,), (0,)), ((), ()))
+    if I <= O:
+        dw_IxO = jax.lax.dot_general(x2, g2, contract)
+        dw = dw_IxO.T if w_is_OxI else dw_IxO
+    else:
+        dw_OxI = jax.lax.dot_general(g2, x2, contract)
+        dw = dw_OxI if w_is_OxI else dw_OxI.T
+    return dx, dw.astype(w.dtype)
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+class Dense(nn.Module):
+    """Bias-free linear layer ('kernel' [in, out], as `nn.Dense`), computed with `matmul`."""
+
+    features: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
+        return matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+
+
+def _dense(features: int, cfg: GemmaConfig, name: str, fan_in_scale: float = 1.0) -> Dense:
+    return Dense(features, dtype=cfg.activation_dtype, param_dtype=cfg.weight_dtype,
+                 kernel_init=nn.initializers.variance_scaling(fan_in_scale, "fan_in", "normal"), name=name)
 
 
 class Embedder(nn.Module):
@@ -94,8 +143,7 @@ class Embedder(nn.Module):
         return x
 
     def decode(self, x_BxLxD: jnp.ndarray) -> jnp.ndarray:
-        return jnp.einsum("bld,vd->blv", x_BxLxD, self.embedding.astype(self.dtype),
-                          preferred_element_type=jnp.float32)
+        return matmul(x_BxLxD, self.embedding.astype(self.dtype), True).astype(jnp.float32)
 
 
 class Attention(nn.Module):
