@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--devices", type=int, default=2, help="JAX host devices (data parallel, as the benchmark)")
+    ap.add_argument("--devices", type=int, default=1, help="JAX host devices (1, as the benchmark and notebooks)")
     args = ap.parse_args(argv)
     for k, v in common.jax_env(args.devices, eigen=args.devices == 1).items():
         os.environ.setdefault(k, v)

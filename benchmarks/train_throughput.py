@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                     help="include torch.compile (default: yes, except with --quick; cold compiles take minutes "
                          "on a loaded 2-core machine)")
-    ap.add_argument("--devices", type=int, default=None,
-                    help="JAX host devices for data parallelism (default: --threads)")
+    ap.add_argument("--devices", type=int, default=1,
+                    help="JAX host devices (default 1, as the notebooks run: one device whose dots use all cores; "
+                         "N > 1: data parallel, one single-threaded device per core)")
     ap.add_argument("--models", default="decoder,encdec,real")
     ap.add_argument("--real-batch", default="4x128", help="batch x sequence length of the real Gemma 3 row")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# before: {load_note()}" + ("  LOADED: load above the core count, figures not quiet" if loaded else ""))
     cache = common.tmpdir("inductor-")
     tenv = common.torch_env(args.threads, cache)
-    jenv = common.jax_env(args.devices or args.threads, eigen=(args.devices or args.threads) == 1)
+    jenv = common.jax_env(args.devices, eigen=args.devices == 1)
     peak, peak_cpu = systems.jax_matmul_peak()
     print(f"jax fp32 matmul peak (2048^3, best of 10): {peak / 1e9:.1f} GFLOP/s wall, "
           f"{peak_cpu / 1e9:.1f} GFLOP per CPU-second")
