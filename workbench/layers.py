@@ -62,9 +62,10 @@ class RMSNorm(nn.Module):
         return (y * (1.0 + scale.astype(jnp.float32))).astype(x.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def matmul(x_NxI: jnp.ndarray, w: jnp.ndarray, w_is_OxI: bool = False) -> jnp.ndarray:
-    """x @ w over the last axis of x (any leading axes); w is [I, O], or [O, I] with `w_is_OxI` (a tied head).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def matmul(x_NxI: jnp.ndarray, w: jnp.ndarray, w_is_OxI: bool = False, out_dtype: Any = None) -> jnp.ndarray:
+    """x @ w over the last axis of x (any leading axes); w is [I, O], or [O, I] with `w_is_OxI` (a tied head);
+    `out_dtype` is the dots' `preferred_element_type` (forward and backward, as autodiff of the einsum would).
 
     The backward is written for XLA's CPU dots, which want the left operand's contracting axis minor: JAX's own
     transpose rule computes a weight's gradient as dot(g, x) contracted over the token axes, so every backward
@@ -72,26 +73,26 @@ def matmul(x_NxI: jnp.ndarray, w: jnp.ndarray, w_is_OxI: bool = False) -> jnp.nd
     smaller of x and g is the one laid out that way (dot(x, g) -> [I, O] when I <= O, else dot(g, x) -> [O, I])
     and only the small weight gradient is transposed. Same values as autodiff up to summation order.
     """
-    return jnp.einsum("...i,oi->...o" if w_is_OxI else "...i,io->...o", x_NxI, w)
+    return jnp.einsum("...i,oi->...o" if w_is_OxI else "...i,io->...o", x_NxI, w, preferred_element_type=out_dtype)
 
 
-def _matmul_fwd(x, w, w_is_OxI):
-    return matmul(x, w, w_is_OxI), (x, w)
+def _matmul_fwd(x, w, w_is_OxI, out_dtype):
+    return matmul(x, w, w_is_OxI, out_dtype), (x, w)
 
 
-def _matmul_bwd(w_is_OxI, res, g):
+def _matmul_bwd(w_is_OxI, out_dtype, res, g):
     x, w = res
     O, I = w.shape if w_is_OxI else w.shape[::-1]
-    dx = jnp.einsum("...o,oi->...i" if w_is_OxI else "...o,io->...i", g, w).astype(x.dtype)
+    dx = jnp.einsum("...o,oi->...i" if w_is_OxI else "...o,io->...i", g, w, preferred_element_type=out_dtype)
     x2, g2 = x.reshape(-1, I), g.reshape(-1, O)
     contract = (((0,), (0,)), ((), ()))
     if I <= O:
-        dw_IxO = jax.lax.dot_general(x2, g2, contract)
+        dw_IxO = jax.lax.dot_general(x2, g2, contract, preferred_element_type=out_dtype)
         dw = dw_IxO.T if w_is_OxI else dw_IxO
     else:
-        dw_OxI = jax.lax.dot_general(g2, x2, contract)
+        dw_OxI = jax.lax.dot_general(g2, x2, contract, preferred_element_type=out_dtype)
         dw = dw_OxI if w_is_OxI else dw_OxI.T
-    return dx, dw.astype(w.dtype)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
@@ -143,7 +144,7 @@ class Embedder(nn.Module):
         return x
 
     def decode(self, x_BxLxD: jnp.ndarray) -> jnp.ndarray:
-        return matmul(x_BxLxD, self.embedding.astype(self.dtype), True).astype(jnp.float32)
+        return matmul(x_BxLxD, self.embedding.astype(self.dtype), True, jnp.float32)
 
 
 class Attention(nn.Module):

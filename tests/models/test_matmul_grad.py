@@ -28,6 +28,26 @@ def test_matmul_grad_equals_autodiff(I: int, O: int, w_is_OxI: bool) -> None:
     assert not np.allclose(ours[1], 0)
 
 
+@pytest.mark.parametrize("w_is_OxI", [False, True])
+def test_matmul_bf16_accumulates_as_the_einsum(w_is_OxI: bool) -> None:
+    """bf16 inputs with fp32 output (the tied head in bf16): the same values and dtypes as autodiff of the einsum
+    with preferred_element_type=float32."""
+    kx, kw, kg = jax.random.split(jax.random.key(3), 3)
+    x = jax.random.normal(kx, (2, 6, 16), jnp.bfloat16)
+    w = jax.random.normal(kw, (40, 16) if w_is_OxI else (16, 40), jnp.bfloat16)
+    g = jax.random.normal(kg, (2, 6, 40), jnp.float32)
+    spec = "bli,oi->blo" if w_is_OxI else "bli,io->blo"
+    ref = lambda x, w: jnp.einsum(spec, x, w, preferred_element_type=jnp.float32)  # noqa: E731
+    out = layers.matmul(x, w, w_is_OxI, jnp.float32)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, ref(x, w), rtol=1e-6, atol=1e-6)
+    ours = jax.vjp(lambda x, w: layers.matmul(x, w, w_is_OxI, jnp.float32), x, w)[1](g)
+    theirs = jax.vjp(ref, x, w)[1](g)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype == jnp.bfloat16
+        np.testing.assert_allclose(a.astype(jnp.float32), b.astype(jnp.float32), rtol=1e-2, atol=1e-2)
+
+
 def test_dense_matches_flax_dense() -> None:
     x = jax.random.normal(jax.random.key(1), (2, 7, 12))
     init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
