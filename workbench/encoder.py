@@ -8,6 +8,7 @@ and `config.dropout_rate` on the pooled vector before the head.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -61,8 +62,10 @@ def forward(params: Params, config: EncoderOnlyConfig, tokens_BxL: jnp.ndarray, 
     return EncoderOnly(config).apply({"params": params}, tokens_BxL, mask_BxL, deterministic, rngs=rngs)
 
 
+@functools.lru_cache(maxsize=64)
 def scores_fn(config: EncoderOnlyConfig) -> Callable[[Params, dict], jnp.ndarray]:
-    """`fn(params, {'tokens'})`: head outputs for [N, L] tokens, or [N, C] scores for [N, C, L] ranking candidates."""
+    """`fn(params, {'tokens'})`: head outputs for [N, L] tokens, or [N, C] scores for [N, C, L] ranking candidates.
+    One function object per config, so that `evaluate.predict` compiles it once per shape."""
     def fn(params: Params, batch: dict) -> jnp.ndarray:
         t = batch["tokens"]
         flat = t.reshape(-1, t.shape[-1])

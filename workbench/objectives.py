@@ -28,6 +28,23 @@ LossFn = Callable[..., tuple[jnp.ndarray, dict[str, jnp.ndarray]]]
 PAD, EOS, BOS = 0, 1, 2
 
 
+def _same_fn_for_same_args(factory: Callable[..., LossFn]) -> Callable[..., LossFn]:
+    """Return the same loss function object for equal (hashable) factory arguments: the trainer and
+    `evaluate` reuse a compiled program per function object, so a second seed or run compiles nothing."""
+    cached = functools.lru_cache(maxsize=64)(factory)
+
+    @functools.wraps(factory)
+    def make(*args, **kw) -> LossFn:
+        try:
+            return cached(*args, **kw)
+        except TypeError as e:  # an unhashable argument: build a fresh function
+            if "unhashable" not in str(e):
+                raise
+            return factory(*args, **kw)
+
+    return make
+
+
 def token_cross_entropy(logits_BxTxV: jnp.ndarray, targets_BxT: jnp.ndarray, weights_BxT: jnp.ndarray
                         ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """Weighted mean next-token cross-entropy (fp32) and token accuracy."""
@@ -62,6 +79,7 @@ def _with_kd(ce, metrics, logits, batch, weights, kd_weight: float, temperature:
     return loss, {**metrics, "ce": ce, "kd": kd, "loss": loss}
 
 
+@_same_fn_for_same_args
 def causal_lm_loss(config: GemmaConfig) -> LossFn:
     """Next-token prediction on {'tokens'}; padding (0) is neither attended nor predicted."""
 
@@ -74,6 +92,7 @@ def causal_lm_loss(config: GemmaConfig) -> LossFn:
     return loss_fn
 
 
+@_same_fn_for_same_args
 def encdec_seq2seq_loss(config: EncDecConfig, *, kd_weight: float = 0.0, temperature: float = 1.0,
                         encoder_attention: str = "bidirectional") -> LossFn:
     """Encoder reads 'inputs'; decoder reads targets shifted right (BOS first) and predicts 'targets'.
@@ -103,6 +122,7 @@ def concat_prefix(inputs_BxS: jnp.ndarray, targets_BxT: jnp.ndarray) -> tuple[jn
     return tokens, prefix
 
 
+@_same_fn_for_same_args
 def decoder_seq2seq_loss(config: GemmaConfig, *, attention: str = "prefix", kd_weight: float = 0.0,
                          temperature: float = 1.0) -> LossFn:
     """Decoder-only on {'inputs','targets'}: loss on the targets only. attention='prefix' makes the input
@@ -149,6 +169,7 @@ def _encoder_outputs(params: Params, config: EncoderOnlyConfig, tokens_BxL: jnp.
     return encoder.forward(params, config, tokens_BxL, tokens_BxL != PAD, deterministic=rng is None, rng=rng)
 
 
+@_same_fn_for_same_args
 def classification_loss(config: EncoderOnlyConfig) -> LossFn:
     """Softmax cross-entropy on {'tokens','labels'}; also accuracy."""
     if config.task != "classification":
@@ -165,6 +186,7 @@ def classification_loss(config: EncoderOnlyConfig) -> LossFn:
     return loss_fn
 
 
+@_same_fn_for_same_args
 def regression_loss(config: EncoderOnlyConfig) -> LossFn:
     """Mean squared error on float {'labels'}."""
     if config.task != "regression":
@@ -178,6 +200,7 @@ def regression_loss(config: EncoderOnlyConfig) -> LossFn:
     return loss_fn
 
 
+@_same_fn_for_same_args
 def ranking_loss(config: EncoderOnlyConfig, *, listwise: bool = True) -> LossFn:
     """RankT5-style: scores for each query's C candidates [B, C]; listwise softmax CE on the relevant one,
     or pointwise sigmoid CE (`listwise=False`)."""

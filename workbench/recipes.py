@@ -102,14 +102,12 @@ def finetune_encoder(params: Any, config: EncoderOnlyConfig, train_arrays: dict,
             "ranking": ranking_loss}[config.task](config)
     run = train(loss, params, row_batches(train_arrays, batch_size, train_config.seed), train_config,
                 out_dir=out_dir, progress=progress)
-    tokens = eval_arrays["tokens"]
+    scores = encoder.scores_fn(config)  # one function object per config: evaluation compiles once
     if config.task == "ranking":
-        N, C, L = tokens.shape
-        scores = predict(lambda p, b: encoder.forward(p, config, b["tokens"], b["tokens"] != 0), run.params,
-                         {"tokens": tokens.reshape(N * C, L)}, batch_size * 4).reshape(N, C)
-        return ranking_metrics(scores, eval_arrays["labels"]), run.params
-    out = predict(lambda p, b: encoder.forward(p, config, b["tokens"], b["tokens"] != 0), run.params,
-                  {"tokens": tokens}, batch_size * 4)
+        N, C, _ = eval_arrays["tokens"].shape
+        out = predict(scores, run.params, {"tokens": eval_arrays["tokens"]}, max(1, batch_size * 4 // C))
+        return ranking_metrics(out.reshape(N, C), eval_arrays["labels"]), run.params
+    out = predict(scores, run.params, {"tokens": eval_arrays["tokens"]}, batch_size * 4)
     metrics = (classification_metrics(out, eval_arrays["labels"]) if config.task == "classification"
                else regression_metrics(out, eval_arrays["labels"]))
     return metrics, run.params

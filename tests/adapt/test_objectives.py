@@ -102,3 +102,13 @@ def test_task_losses_at_zero_head(task, n):
         loss, _ = objectives.regression_loss(cfg)(params, batch)
         assert abs(float(loss) - 2.5) < 1e-5
 
+
+
+def test_equal_factory_arguments_give_the_same_loss_function():
+    """The trainer and `evaluate` reuse compiled programs per function object: equal arguments, one object."""
+    assert objectives.encdec_seq2seq_loss(ED, kd_weight=0.5) is objectives.encdec_seq2seq_loss(ED, kd_weight=0.5)
+    assert objectives.encdec_seq2seq_loss(ED, kd_weight=0.5) is not objectives.encdec_seq2seq_loss(ED)
+    assert objectives.causal_lm_loss(DEC) is objectives.causal_lm_loss(C.decoder_preset("tiny"))
+    assert objectives.decoder_seq2seq_loss(DEC) is not objectives.decoder_seq2seq_loss(DEC, attention="causal")
+    with pytest.raises(ValueError, match="attention must be"):
+        objectives.decoder_seq2seq_loss(DEC, attention="sideways")

@@ -192,3 +192,36 @@ def test_cli_pretrains_then_adapts(tmp_path, monkeypatch):
     cfg, params = zoo.load("ed")
     assert isinstance(cfg, EncDecConfig) and cfg.decoder.vocab_size == 256
     assert "cross_attn" in params["decoder"]["layer_0"]
+
+
+def test_seeds_of_one_program_compile_once(params0, tokens):
+    """A Stepper for another seed reuses the compiled step (no new trace) yet follows its own seed exactly as
+    the uncached `make_step` does; another schedule is another program."""
+    traces = []
+
+    def noisy(params, batch, rng):
+        traces.append(1)
+        loss, mets = LOSS(params, batch, rng)
+        return loss + 1e-2 * jax.random.normal(rng), mets  # the key reaches the loss, as dropout does
+
+    cfg = TrainConfig(steps=4, learning_rate=1e-2, warmup_steps=1)
+    get = array_batches(tokens, 8)
+    losses = {}
+    for seed in (0, 1):
+        stepper = Stepper(noisy, cfg.replace(seed=seed, checkpoint_every=7), params0)
+        state = stepper.init(params0)
+        state, mets = stepper(state, stepper.batch(get(0)))
+        losses[seed] = float(mets["loss"])
+        if seed == 0:
+            n_traces = len(traces)
+            assert n_traces >= 1
+    assert len(traces) == n_traces, "the second seed traced the step again"
+    assert losses[0] != losses[1]
+    tx = make_optimizer(cfg, params0)
+    plain = {"params": params0, "opt_state": tx.init(params0), "step": jnp.int32(0)}
+    _, ref = jax.jit(make_step(noisy, cfg.replace(seed=1), params0, tx))(plain, {"tokens": get(0)["tokens"][None]})
+    assert float(ref["loss"]) == losses[1]
+    n_traces = len(traces)
+    other = Stepper(noisy, cfg.replace(learning_rate=2e-2), params0)
+    other(other.init(params0), other.batch(get(0)))
+    assert len(traces) > n_traces

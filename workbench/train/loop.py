@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,18 +71,25 @@ def _cast(tree: Any, dtype) -> Any:
 
 def make_step(loss_fn: LossFn, cfg: TrainConfig, params: Any, tx) -> Callable:
     """Pure `step(state, batch_AxBx...) -> (state, metrics)`; batch leaves carry a leading micro-batch axis."""
+    keyed = _keyed_step(loss_fn, cfg, params, tx)
+    base_key = jax.random.key(cfg.seed)
+    return lambda state, batch: keyed(state, batch, base_key)
+
+
+def _keyed_step(loss_fn: LossFn, cfg: TrainConfig, params: Any, tx) -> Callable:
+    """`step(state, batch, base_key)`: the seed enters as the key argument, so runs that differ only in
+    `cfg.seed` (or bookkeeping) are one program."""
     lr_fn = optim.schedule(cfg)
     tmask = optim.trainable_mask(params, cfg)
     freezing = cfg.freeze_steps > 0 and cfg.trainable is not None
     compute = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
-    base_key = jax.random.key(cfg.seed)
 
     def micro(p, mb, rng):
         return loss_fn(_cast(p, compute) if compute is not None else p, mb, rng)
 
     grad_fn = jax.value_and_grad(micro, has_aux=True)
 
-    def step(state, batch):
+    def step(state, batch, base_key):
         i, p = state["step"], state["params"]
         rng = jax.random.fold_in(base_key, i)
         (loss, mets), grads = grad_fn(p, jax.tree.map(lambda x: x[0], batch), jax.random.fold_in(rng, 0))
@@ -120,7 +128,9 @@ class Stepper:
     `init(params)` places a copy of the params and a fresh optimizer state (and EMA) on the mesh;
     `batch(raw)` splits a local batch into `grad_accum` micro-batches and shards it; calling the stepper
     runs `make_step` jitted once (params and optimizer state sharded by `rules`, the state donated) and
-    returns (state, metrics on device)."""
+    returns (state, metrics on device). The jitted step is shared by Steppers of the same program (loss
+    function object, `TrainConfig` but its seed and bookkeeping, parameter shapes, shardings): the seed is
+    an argument, so the seeds of a study compile once."""
 
     def __init__(self, loss_fn: LossFn, config: TrainConfig, params: Any, rules: shd.Rules | None = None):
         cfg = self.config = config
@@ -135,6 +145,7 @@ class Stepper:
         if cfg.ema_decay is not None:
             self.s_shard["ema"] = self.p_shard
         self._template = params
+        self._key = jax.device_put(jax.random.key(cfg.seed), self.replicated)
         self._fn: Callable | None = None
 
     def init(self, params: Any) -> dict:
@@ -164,10 +175,41 @@ class Stepper:
     def __call__(self, state: dict, batch: dict) -> tuple[dict, dict]:
         if self._fn is None:
             b_shard = {k: v.sharding for k, v in batch.items()}
-            self._fn = jax.jit(make_step(self.loss_fn, self.config, self._template, self.tx),
-                               in_shardings=(self.s_shard, b_shard), out_shardings=(self.s_shard, self.replicated),
-                               donate_argnums=0)
-        return self._fn(state, batch)
+            self._fn = _compiled_step(self, b_shard)
+        return self._fn(state, batch, self._key)
+
+
+# Jitted steps by program (`_program_key`): a Stepper for another seed, or a later run of the same loss
+# function, model shapes and schedule, reuses the compiled step instead of tracing and compiling it again.
+_STEPS: OrderedDict[tuple, Callable] = OrderedDict()
+_STEPS_MAX = 16
+
+
+def _program_key(stepper: Stepper, b_shard: dict) -> tuple | None:
+    """What the compiled step depends on; None when part of it cannot be compared (custom sharding rules)."""
+    if stepper.rules is not None:
+        return None
+    flat, tree = jax.tree.flatten(stepper._template)
+    avals = tuple((tuple(x.shape), str(x.dtype)) for x in flat)
+    program = stepper.config.replace(seed=0, **{f: TrainConfig.__dataclass_fields__[f].default
+                                                 for f in BOOKKEEPING - {"mesh_shape"}})
+    s_leaves = tuple(jax.tree.leaves(stepper.s_shard))
+    return (stepper.loss_fn, program, tree, avals, s_leaves, tuple(sorted(b_shard.items())))
+
+
+def _compiled_step(stepper: Stepper, b_shard: dict) -> Callable:
+    key = _program_key(stepper, b_shard)
+    if key is not None and key in _STEPS:
+        _STEPS.move_to_end(key)
+        return _STEPS[key]
+    fn = jax.jit(_keyed_step(stepper.loss_fn, stepper.config, stepper._template, stepper.tx),
+                 in_shardings=(stepper.s_shard, b_shard, stepper.replicated),
+                 out_shardings=(stepper.s_shard, stepper.replicated), donate_argnums=0)
+    if key is not None:
+        _STEPS[key] = fn
+        while len(_STEPS) > _STEPS_MAX:
+            _STEPS.popitem(last=False)
+    return fn
 
 
 def _default_tokens(batch: dict) -> int | None:
