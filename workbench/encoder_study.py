@@ -29,14 +29,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from workbench import adapt, embed, encoder, evaluate, flops, objectives, real_gemma, results
+from workbench import adapt, embed, encoder, evaluate, flops, objectives, real_gemma, results, uncertainty
 from workbench.config import EncoderOnlyConfig, GemmaConfig
 from workbench.data import TASKS, load_task, tokenize_classification, tokenize_ranking
 from workbench.recipes import row_batches
 from workbench.train import TrainConfig, train
 
 Params = Any
-PRIMARY = {"classification": "accuracy", "regression": "pearson", "ranking": "mrr@10"}
+PRIMARY = uncertainty.PRIMARY
 ATTENTION = ("bidirectional", "causal")
 BUCKET = 8  # evaluation rows are padded to a multiple of this many tokens
 
@@ -245,7 +245,8 @@ class Study:
     # -------------------------------------------------------------------------------------- runs
     def run(self, task: str, v: Variant = Variant(), seed: int = 0, *, keep: bool = False) -> dict[str, float]:
         """Finetune and evaluate one encoder (cached in memory and under `store`); metrics of the test subset
-        plus 'score' (the task's primary metric), timings and the training FLOP/s. `keep`: hold the finetuned
+        plus 'score' (the task's primary metric) with 'score_lo' / 'score_hi' (its 95% bootstrap interval over
+        the test examples), timings and the training FLOP/s. `keep`: hold the finetuned
         parameters in `kept[(task, v, seed)]` (a cached run without them is trained again)."""
         key = (task, v, int(seed))
         if key in self.runs and (not keep or key in self.kept):
@@ -278,8 +279,10 @@ class Study:
              evaluate.regression_metrics(np.reshape(out, -1), labels) if kind == "regression" else
              evaluate.ranking_metrics(out, labels, k=10))
         fl = self.train_flops(task, v)
-        m = {**m, "score": m[PRIMARY[kind]], "steps": steps, "last_batch_loss": float(res.history[-1]["loss"]),
-             "train_seconds": t1 - t0, "eval_seconds": t2 - t1, "train_flops": fl, "train_flops_per_s": fl / (t1 - t0)}
+        lo, hi = uncertainty.bootstrap_primary(kind, out, labels, seed=int(seed))  # test sampling alone
+        m = {**m, "score": m[PRIMARY[kind]], "score_lo": lo, "score_hi": hi, "steps": steps,
+             "last_batch_loss": float(res.history[-1]["loss"]), "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
+             "train_flops": fl, "train_flops_per_s": fl / (t1 - t0)}
         self.runs[key] = m
         if keep:
             self.kept[key] = res.params

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench import encoder, lm_eval
+from workbench import encoder, lm_eval, uncertainty
 from workbench.config import EncoderOnlyConfig, GemmaConfig
 from workbench.data.pipeline import (
     UL2_MIXTURE,
@@ -97,20 +97,25 @@ def finetune_encoder(params: Any, config: EncoderOnlyConfig, train_arrays: dict,
                      train_config: TrainConfig, batch_size: int, out_dir: str, *, progress: bool = False
                      ) -> tuple[dict[str, float], Any]:
     """Fine-tune an encoder-only model on {'tokens','labels'} ({'tokens' [N,C,L], 'labels'} for ranking) and
-    return (metrics on `eval_arrays`, trained params). Metrics follow GLUE / MS MARCO conventions."""
+    return (metrics on `eval_arrays`, trained params). Metrics follow GLUE / MS MARCO conventions; 'score' is
+    the task's primary metric, 'score_lo' / 'score_hi' its 95% bootstrap interval over the eval examples."""
     loss = {"classification": classification_loss, "regression": regression_loss,
             "ranking": ranking_loss}[config.task](config)
     run = train(loss, params, row_batches(train_arrays, batch_size, train_config.seed), train_config,
                 out_dir=out_dir, progress=progress)
     scores = encoder.scores_fn(config)  # one function object per config: evaluation compiles once
+    labels = eval_arrays["labels"]
     if config.task == "ranking":
         N, C, _ = eval_arrays["tokens"].shape
         out = predict(scores, run.params, {"tokens": eval_arrays["tokens"]}, max(1, batch_size * 4 // C))
-        return ranking_metrics(out.reshape(N, C), eval_arrays["labels"]), run.params
-    out = predict(scores, run.params, {"tokens": eval_arrays["tokens"]}, batch_size * 4)
-    metrics = (classification_metrics(out, eval_arrays["labels"]) if config.task == "classification"
-               else regression_metrics(out, eval_arrays["labels"]))
-    return metrics, run.params
+        out = out.reshape(N, C)
+        metrics = ranking_metrics(out, labels)
+    else:
+        out = predict(scores, run.params, {"tokens": eval_arrays["tokens"]}, batch_size * 4)
+        metrics = (classification_metrics(out, labels) if config.task == "classification"
+                   else regression_metrics(out, labels))
+    lo, hi = uncertainty.bootstrap_primary(config.task, out, labels, seed=train_config.seed)
+    return {**metrics, "score": metrics[uncertainty.PRIMARY[config.task]], "score_lo": lo, "score_hi": hi}, run.params
 
 
 def heldout_lm_rows(texts: Sequence[str], sources: Sequence[str], tokenizer: Any, seq_len: int, n_rows: int,

@@ -270,6 +270,25 @@ def missing_data(table) -> list[str]:
     return [r.id for r in table.itertuples() if r.n == 0 and str(r.reason).startswith(NO_DATA)]
 
 
+TASK_SCORE_COLUMNS = ("experiment", "task", "model", "metric", "seeds", "mean", "lo", "hi", "interval", "chance",
+                      "above chance")
+TASK_SCORES_TEXT = ("Every task score with its 95% interval: the t-interval over seeds where a cell ran two or more, "
+                    "else the bootstrap interval over the test examples of its one run ('interval' says which). "
+                    "'chance' is the score of a guess that ignores the input (the training majority class, a "
+                    "random ranking, Pearson 0; for the IT analogue the best constant answer on the held-out "
+                    "rows); 'above chance' means the interval's lower end is above it.")
+
+
+def task_scores_table(metrics_by_experiment: Mapping[str, Any]):
+    """One row per task score the experiments recorded under 'task_scores' (`uncertainty.summarise_frame`
+    rows), tagged with the experiment, in `TASK_SCORE_COLUMNS` order."""
+    import pandas as pd
+
+    rows = [{"experiment": exp, **r} for exp, m in metrics_by_experiment.items()
+            for r in ((m or {}).get("task_scores") or [])]
+    return pd.DataFrame(rows, columns=list(TASK_SCORE_COLUMNS))
+
+
 # ----------------------------------------------------------------------------------------- rendering
 @dataclasses.dataclass(frozen=True)
 class Section:

@@ -31,8 +31,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from workbench import adapt, evaluate, flops, generate, objectives, recipes, zoo
+from workbench import adapt, evaluate, flops, generate, objectives, recipes, uncertainty, zoo
 from workbench import notebook as nb
+from workbench.clock import Clock
 from workbench.config import EncDecConfig, GemmaConfig
 from workbench.data import lm_arrays, load_corpus, load_task, tokenize_seq2seq
 from workbench.data.pipeline import prompt_rows_that_fit
@@ -171,7 +172,8 @@ class SizesStudy:
     `upstream`: role ('small', 'large') -> (config, params, fingerprint). `ckpt_root`: the folder of this run's
     checkpoints, or None for `nb.checkpoint_dir` (reused by a later run). `load_data` fills `pt_train`, `val`
     and `it`; `run_pt` fills `pt_params` ((model, seed) -> adapted params); `seconds` holds the wall time of
-    each section.
+    each section; `clock` the seconds inside training / evaluation / generation calls and the training FLOPs
+    (give it the machine's matmul peak for the utilisation figures).
     """
 
     P: Mapping[str, Any]
@@ -185,6 +187,7 @@ class SizesStudy:
     pt_params: dict[tuple[str, int], Params] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     _batches: dict[tuple[int, str | None], Callable] = dataclasses.field(default_factory=dict, repr=False)
+    clock: Clock = dataclasses.field(default_factory=Clock)  # time in training / evaluation / generation
 
     def __post_init__(self) -> None:
         self.seeds = [int(s) for s in self.seeds]
@@ -337,6 +340,14 @@ class SizesStudy:
                 "decoder_only_attention": self.P["decoder_only_attention"],
                 "upstream": {r: self.upstream[r][2] for r in {s["dec"], s.get("enc", s["dec"]), self.teacher_role(m)}}}
 
+    def train_flops(self, m: str, batch: int, src_len: int, tgt_len: int) -> float:
+        """Matmul FLOPs of one training step of `m` on `batch` (source, target) pairs (decoder-only: the two
+        concatenated)."""
+        model = model_for(self.model_config(m))
+        per = (model.train_flops_per_example(src_len + tgt_len) if is_decoder(m)
+               else model.train_flops_per_example(src_len, tgt_len))
+        return batch * per
+
     def adapt(self, m: str, seed: int) -> TrainResult:
         """Adapt (or, decoder-only, continue) model `m` for pt.steps; L-S trains only its cross-attention for the
         first pt.cross_attn_warmup steps. Resumes from its checkpoint (`pt_key`)."""
@@ -347,8 +358,12 @@ class SizesStudy:
                          trainable=adapt.cross_attention_only if s.get("warmup", 0) else None)
         get_batch = self.pt_batches(seed, self.teacher_role(m) if self.uses_kd(m) else None)
         out_dir = self.ckpt_dir(f"pt-{m}-s{seed}", self.pt_key(m, seed))
-        return train(self.pt_loss_fn(m), self.init_params(m, seed), get_batch, tc, out_dir=str(out_dir),
-                     progress=True)
+        half = PT["seq_len"] // 2
+        with self.clock("train") as span:
+            res = train(self.pt_loss_fn(m), self.init_params(m, seed), get_batch, tc, out_dir=str(out_dir),
+                        progress=True)
+            span.flops = res.steps_run * self.train_flops(m, PT["batch"], half, PT["seq_len"] - half)
+        return res
 
     def run_pt(self, log: Callable[[str], Any] | None = print) -> tuple[Any, Any]:
         """(runs, curves) DataFrames: held-out PrefixLM loss of every model at step 0 (first seed) and after
@@ -369,7 +384,8 @@ class SizesStudy:
                     continue
                 res = self.adapt(m, seed)
                 self.pt_params[m, seed] = res.params
-                ev = evaluate.eval_loss(self.eval_fn(m), res.params, val, PT["eval_batch"])
+                with self.clock("eval"):
+                    ev = evaluate.eval_loss(self.eval_fn(m), res.params, val, PT["eval_batch"])
                 rows.append({"model": m, "seed": seed, "step": res.step, "pt_loss": ev["loss"],
                              "pt_accuracy": ev["accuracy"]})
                 curves += [{"model": m, "seed": seed, "step": h["step"] + 1, "train_ce": h.get("ce", h["loss"])}
@@ -391,12 +407,17 @@ class SizesStudy:
         tc = TrainConfig(steps=IT["steps"], learning_rate=IT["learning_rate"], warmup_steps=IT["warmup_steps"],
                          seed=seed, checkpoint_every=IT["steps"])
         key = {"pt": self.pt_key(m, seed), "it": IT}
-        res = train(self.eval_fn(m), params, recipes.row_batches(it.train, IT["batch"], seed), tc,
-                    out_dir=str(self.ckpt_dir(f"it-{m}-s{seed}", key)), progress=True)
-        preds = evaluate.generate_texts(res.params, self.model_config(m), self.tokenizer, it.test["inputs"],
-                                        IT["max_new_tokens"], IT["gen_batch"])
+        with self.clock("train") as span:
+            res = train(self.eval_fn(m), params, recipes.row_batches(it.train, IT["batch"], seed), tc,
+                        out_dir=str(self.ckpt_dir(f"it-{m}-s{seed}", key)), progress=True)
+            span.flops = res.steps_run * self.train_flops(m, IT["batch"], it.train["inputs"].shape[1],
+                                                          it.train["targets"].shape[1])
+        with self.clock("generate"):
+            preds = evaluate.generate_texts(res.params, self.model_config(m), self.tokenizer, it.test["inputs"],
+                                            IT["max_new_tokens"], IT["gen_batch"])
         scores = evaluate.text_metrics(preds, it.refs)
-        train_ce = recipes.train_set_loss(self.eval_fn(m), res.params, it.train, IT["gen_batch"])["loss"]
+        with self.clock("eval"):
+            train_ce = recipes.train_set_loss(self.eval_fn(m), res.params, it.train, IT["gen_batch"])["loss"]
         tasks = []
         for task in sorted(set(it.tasks)):
             idx = [i for i, t in enumerate(it.tasks) if t == task]
@@ -464,7 +485,8 @@ class SizesStudy:
             by_cfg: dict[Any, Params] = {}
             for m in here:
                 by_cfg.setdefault(self.model_config(m), self.pt_params[m, s])
-            measured = self._timed(by_cfg, prompt_1xS)
+            with self.clock("generate"):
+                measured = self._timed(by_cfg, prompt_1xS)
             for m in here:
                 out[m][s] = [1e3 * t / LAT["new_tokens"] for t in measured[self.model_config(m)]]
         self.seconds["latency"] = time.perf_counter() - t0
@@ -482,11 +504,18 @@ class SizesStudy:
         out = out.merge(pt[["model", "PT loss", "std"]].rename(columns={"std": "PT loss std"}), on="model")
         return out.merge(it[["model", "rougeL mean", "rougeL std"]], on="model")
 
+    def it_task_scores(self, task_rows: Any) -> Any:
+        """`it_task_scores` of `run_it`'s per-task rows against this mixture's held-out chance scores."""
+        it: ITData = self._need("it")
+        return it_task_scores(task_rows, it_chance(it.refs, it.tasks))
+
     def metrics(self, pt_runs: Any, it_runs: Any, latency: Mapping[str, Mapping[int, Sequence[float]]],
-                claims: Mapping[str, Mapping[str, Any]], total_seconds: float) -> dict[str, Any]:
+                claims: Mapping[str, Mapping[str, Any]], total_seconds: float, task_rows: Any = None
+                ) -> dict[str, Any]:
         """The metrics record of the notebook: per model the per-seed PT losses (after adaptation) and IT scores
         in seed order, step-0 loss, parameters, inference GFLOPs, per-seed median latency and every timed run;
-        `claims` without the paper's text; `seconds` per section plus the total."""
+        `claims` without the paper's text; `seconds` per section plus the total; with `task_rows`, the IT score
+        of every task and model with its interval and chance ('task_scores')."""
         models, final = self.models, pt_runs[pt_runs["step"] > 0]
         start = pt_runs[pt_runs["step"] == 0].set_index("model")["pt_loss"]
         med = latency_medians(latency)
@@ -512,6 +541,8 @@ class SizesStudy:
             "latency_ms_per_token_runs": per_seed_dict(latency),
             "claims": {name: {k: v for k, v in c.items() if k != "paper"} for name, c in claims.items()},
             "seconds": self.seconds,
+            "utilisation": self.clock.summary(),
+            **({"task_scores": uncertainty.records(self.it_task_scores(task_rows))} if task_rows is not None else {}),
         }
 
 
@@ -532,6 +563,35 @@ def it_table(it_runs: Any, models: Sequence[str]) -> Any:
     out = it_runs.groupby("model", sort=False)[["exact_match", "rougeL", "token_f1"]].agg(["mean", "std"])
     out.columns = [f"{a} {b}" for a, b in out.columns]
     return out.fillna(0.0).reindex(list(models)).reset_index()
+
+
+GENERATIVE = frozenset({"definition"})  # IT tasks scored by ROUGE-L; the others have a closed set of answers
+
+
+def it_task_metric(task: str) -> str:
+    """The IT analogue's score of a task: exact match of a closed-set answer, ROUGE-L of a free definition."""
+    return "rougeL" if task in GENERATIVE else "exact_match"
+
+
+def it_chance(refs: Sequence[str], tasks: Sequence[str]) -> dict[str, float]:
+    """task -> the score of the best constant answer on the held-out rows (any one reference repeated for every
+    row): the majority answer's exact match, or the best single definition's ROUGE-L. A model that ignores its
+    prompt scores at most this."""
+    out = {}
+    for task in sorted(set(tasks)):
+        rs = [r for r, t in zip(refs, tasks, strict=True) if t == task]
+        metric = it_task_metric(task)
+        out[task] = max(evaluate.text_metrics([c] * len(rs), rs)[metric] for c in sorted(set(rs)))
+    return out
+
+
+def it_task_scores(task_rows: Any, chance: Mapping[str, float]) -> Any:
+    """Per task and model: the task's IT score (`it_task_metric`), its 95% interval over seeds, the chance
+    score and whether the interval clears it."""
+    rows = task_rows.assign(score=[r[it_task_metric(r["task"])] for _, r in task_rows.iterrows()])
+    out = uncertainty.summarise_frame(rows, ["task", "model"], chance=chance)
+    out["metric"] = [it_task_metric(t) for t in out["task"]]
+    return out
 
 
 def per_task_table(task_rows: Any, models: Sequence[str]) -> Any:

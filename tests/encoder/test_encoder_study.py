@@ -109,6 +109,7 @@ def test_study_runs_pairs_and_resumes(data, tmp_path, monkeypatch, DEC):
     assert len(frame) == 8 and set(frame["seed"]) == {0, 1}
     m = study.run("sentiment_binary", es.Variant(), 0)
     assert m["score"] == m["accuracy"] and m["steps"] == 3 and m["train_flops"] > 0
+    assert m["score_lo"] <= m["score"] <= m["score_hi"] and m["score_hi"] - m["score_lo"] > 0.05  # 20 test rows
     assert {"mrr@10", "recall@1"} <= set(study.run("retrieval", es.Variant(), 1))
     a, b = es.Variant(), es.Variant(attention="causal")
     pair = study.paired("sentiment_binary", a, b, [0, 1])

@@ -64,6 +64,11 @@ def test_reproduce_smoke_chain(tmp_path):
     # ... and the only ones the smoke presets skip: no L-L / dec-L (sizes.models), no large size (scratch.sizes)
     assert set(table.loc[table["n"] == 0, "id"]) <= {"T5", "T11"}, table.loc[table["n"] == 0, ["id", "reason"]]
     assert set(table["verdict"]) <= set(report.VERDICTS)
+    scores = pd.read_csv(tmp_path / "results" / "report" / "task_scores.csv")  # every task score, with chance
+    assert {"objectives", "sizes", "gemma_encoder", "real_encoder"} <= set(scores["experiment"])
+    assert set(scores["interval"]) <= {"seeds", "test bootstrap", "none"} and scores["chance"].notna().all()
+    boot = scores[(scores["interval"] == "test bootstrap") & (scores["metric"] != "pearson")]  # one-seed means
+    assert len(boot) and ((boot["lo"] <= boot["mean"]) & (boot["mean"] <= boot["hi"])).all()
     page = (tmp_path / "results" / "report.html").read_text()
     assert "Claims" in page and "verdict" in page and "<img" in page
     assert (tmp_path / "results" / "README.md").exists()
