@@ -280,12 +280,22 @@ TASK_SCORES_TEXT = ("Every task score with its 95% interval: the t-interval over
 
 
 def task_scores_table(metrics_by_experiment: Mapping[str, Any]):
-    """One row per task score the experiments recorded under 'task_scores' (`uncertainty.summarise_frame`
-    rows), tagged with the experiment, in `TASK_SCORE_COLUMNS` order."""
+    """One row per task score the experiments recorded under 'task_scores' (`uncertainty.tree`: task -> model
+    -> metric -> numbers), tagged with the experiment, in `TASK_SCORE_COLUMNS` order."""
     import pandas as pd
 
-    rows = [{"experiment": exp, **r} for exp, m in metrics_by_experiment.items()
-            for r in ((m or {}).get("task_scores") or [])]
+    rows = []
+    for exp, m in metrics_by_experiment.items():
+        for task, models in ((m or {}).get("task_scores") or {}).items():
+            for model, metrics in models.items():
+                for metric, st in metrics.items():
+                    has = "lo" in st and "hi" in st
+                    rows.append({"experiment": exp, "task": task, "model": model, "metric": metric,
+                                 "seeds": int(st.get("seeds", 0)), "mean": st.get("mean", math.nan),
+                                 "lo": st.get("lo", math.nan), "hi": st.get("hi", math.nan),
+                                 "interval": ("seeds" if st.get("over_seeds") else "test bootstrap") if has
+                                 else "none", "chance": st.get("chance", math.nan),
+                                 "above chance": bool(st.get("above_chance", 0))})
     return pd.DataFrame(rows, columns=list(TASK_SCORE_COLUMNS))
 
 

@@ -99,12 +99,17 @@ def summarise_frame(runs: Any, by: Sequence[str], *, score: str = "score", chanc
     return pd.DataFrame(rows)
 
 
-def records(frame: Any) -> list[dict[str, Any]]:
-    """`frame` as JSON-ready rows for `results.record_metrics`: a missing number (no interval, unknown chance)
-    becomes None rather than NaN, so recorded metrics stay finite."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, np.generic):
-            v = v.item()
-        return None if isinstance(v, float) and not np.isfinite(v) else v
-
-    return [{k: clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
+def tree(frame: Any) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """`frame` (a `summarise_frame` table with a 'metric' column) as the numbers-only tree `record_metrics`
+    takes: task -> model -> metric -> {'mean', 'seeds', 'lo', 'hi', 'chance', 'above_chance' (0/1),
+    'over_seeds' (1: the interval is over seeds, 0: a test bootstrap)}; a missing number is left out."""
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for r in frame.to_dict("records"):
+        stats: dict[str, float] = {"seeds": int(r["seeds"]), "above_chance": int(bool(r.get("above chance"))),
+                                   "over_seeds": int(r["interval"] == "seeds")}
+        for k in ("mean", "lo", "hi", "chance"):
+            v = r.get(k)
+            if v is not None and np.isfinite(v):
+                stats[k] = float(v)
+        out.setdefault(str(r["task"]), {}).setdefault(str(r["model"]), {})[str(r["metric"])] = stats
+    return out

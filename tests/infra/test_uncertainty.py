@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import evaluate, report, uncertainty
+from workbench import evaluate, report, results, uncertainty
 from workbench.sizes_study import it_chance, it_task_scores
 
 
@@ -76,17 +76,19 @@ def test_it_chance_is_the_best_constant_answer():
     assert scores.loc["definition", "metric"] == "rougeL" and not bool(scores.loc["definition", "above chance"])
 
 
-def test_report_collects_every_experiments_task_scores():
-    rec = {"task": "t", "model": "m", "metric": "accuracy", "seeds": 3, "mean": 0.8, "lo": 0.7, "hi": 0.9,
-           "interval": "seeds", "chance": 0.5, "above chance": True}
-    table = report.task_scores_table({"x": {"task_scores": [rec]}, "y": {"other": 1}, "z": None})
-    assert list(table.columns) == list(report.TASK_SCORE_COLUMNS)
-    assert table["experiment"].tolist() == ["x"] and table.loc[0, "mean"] == 0.8
-
-
-def test_records_are_finite_json_rows():
-    frame = uncertainty.summarise_frame(pd.DataFrame({"task": ["a"], "model": ["m"], "score": [0.7]}), ["task"],
-                                        chance={})
-    (row,) = uncertainty.records(frame)
-    assert row["lo"] is None and row["hi"] is None and row["chance"] is None and row["interval"] == "none"
-    assert row["mean"] == 0.7 and row["seeds"] == 1 and row["above chance"] is False
+def test_recorded_tree_is_numbers_only_and_the_report_reads_it_back(tmp_path):
+    runs = pd.DataFrame({"task": ["a"] * 3 + ["b", "c"], "model": ["m"] * 5, "score": [0.8, 0.82, 0.81, 0.52, 0.6],
+                         "score_lo": [0.7] * 3 + [0.45, float("nan")], "score_hi": [0.9] * 3 + [0.59, float("nan")]})
+    frame = uncertainty.summarise_frame(runs, ["task", "model"], chance={"a": 0.5, "b": 0.5}).assign(metric="acc")
+    tree = uncertainty.tree(frame)
+    results.check_finite({"task_scores": tree})  # what record_metrics requires: finite numbers only
+    assert tree["a"]["m"]["acc"]["over_seeds"] == 1 and tree["a"]["m"]["acc"]["above_chance"] == 1
+    assert "lo" not in tree["c"]["m"]["acc"] and "chance" not in tree["c"]["m"]["acc"]
+    results.record_metrics("x", {"task_scores": tree}, out_dir=tmp_path)
+    table = report.task_scores_table({"x": results.read_json(tmp_path / "metrics.json")["metrics"], "y": {"o": 1},
+                                      "z": None}).set_index("task")
+    assert set(table.reset_index().columns) == set(report.TASK_SCORE_COLUMNS)
+    assert table.loc["a", "interval"] == "seeds" and bool(table.loc["a", "above chance"])
+    assert table.loc["b", "interval"] == "test bootstrap" and not bool(table.loc["b", "above chance"])
+    assert table.loc["c", "interval"] == "none" and np.isnan(table.loc["c", "chance"])
+    assert (table["experiment"] == "x").all() and table.loc["b", "mean"] == pytest.approx(0.52)
