@@ -279,8 +279,7 @@ class Study:
              evaluate.regression_metrics(np.reshape(out, -1), labels) if kind == "regression" else
              evaluate.ranking_metrics(out, labels, k=10))
         fl = self.train_flops(task, v)
-        lo, hi = uncertainty.bootstrap_primary(kind, out, labels, seed=int(seed))  # test sampling alone
-        m = {**m, "score": m[PRIMARY[kind]], "score_lo": lo, "score_hi": hi, "steps": steps,
+        m = {**uncertainty.with_score(kind, m, out, labels, seed=int(seed)), "steps": steps,
              "last_batch_loss": float(res.history[-1]["loss"]), "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
              "train_flops": fl, "train_flops_per_s": fl / (t1 - t0)}
         self.runs[key] = m

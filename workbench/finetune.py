@@ -44,7 +44,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from workbench import adapt, encoder, evaluate, objectives, zoo
+from workbench import adapt, encoder, evaluate, objectives, uncertainty, zoo
 from workbench.config import EncDecConfig, EncoderOnlyConfig, GemmaConfig, config_from_dict, config_to_dict
 from workbench.data import (
     DataError,
@@ -377,8 +377,9 @@ def _label_setup(train_ds: Any, eval_ds: Any, label_col: str, task_kind: str, da
 
 # ------------------------------------------------------------------------------------------------ models
 def _evaluate(task_kind: str, config: Config, params: Params, arrays: dict, refs: list[str] | None, tok: Any,
-              batch: int, max_new_tokens: int) -> tuple[dict[str, float], list[str] | None]:
-    """Held-out metrics (`workbench.evaluate`) and, for seq2seq, the generations."""
+              batch: int, max_new_tokens: int, seed: int = 0) -> tuple[dict[str, float], list[str] | None]:
+    """Held-out metrics (`workbench.evaluate`) and, for seq2seq, the generations; encoder tasks add 'score'
+    with its bootstrap interval over the held-out rows (`uncertainty.with_score`)."""
     if task_kind == "seq2seq":
         preds = evaluate.generate_texts(params, config, tok, arrays["inputs"], max_new_tokens, batch)
         return evaluate.text_metrics(preds, refs or []), preds
@@ -386,7 +387,7 @@ def _evaluate(task_kind: str, config: Config, params: Params, arrays: dict, refs
     out = evaluate.predict(encoder.scores_fn(config), params, {"tokens": arrays["tokens"]}, max(1, batch // per_row))
     metric = {"classification": evaluate.classification_metrics, "regression": evaluate.regression_metrics,
               "ranking": evaluate.ranking_metrics}[task_kind]
-    return metric(out, arrays["labels"]), None
+    return uncertainty.with_score(task_kind, metric(out, arrays["labels"]), out, arrays["labels"], seed=seed), None
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -526,7 +527,7 @@ def finetune(task_kind: str, model: str | os.PathLike, data: str | os.PathLike, 
 
     # held-out metrics, saving
     metrics, preds = _evaluate(task_kind, config, res.params, eval_arr, refs, tok, 4 * batch,
-                               max_new_tokens or max_target_len)
+                               max_new_tokens or max_target_len, seed)
     if saved_as:
         zoo.save(saved_as, config, jax.device_get(res.params))
     samples = []

@@ -114,8 +114,7 @@ def finetune_encoder(params: Any, config: EncoderOnlyConfig, train_arrays: dict,
         out = predict(scores, run.params, {"tokens": eval_arrays["tokens"]}, batch_size * 4)
         metrics = (classification_metrics(out, labels) if config.task == "classification"
                    else regression_metrics(out, labels))
-    lo, hi = uncertainty.bootstrap_primary(config.task, out, labels, seed=train_config.seed)
-    return {**metrics, "score": metrics[uncertainty.PRIMARY[config.task]], "score_lo": lo, "score_hi": hi}, run.params
+    return uncertainty.with_score(config.task, metrics, out, labels, seed=train_config.seed), run.params
 
 
 def heldout_lm_rows(texts: Sequence[str], sources: Sequence[str], tokenizer: Any, seq_len: int, n_rows: int,

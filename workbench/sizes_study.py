@@ -542,7 +542,7 @@ class SizesStudy:
             "claims": {name: {k: v for k, v in c.items() if k != "paper"} for name, c in claims.items()},
             "seconds": self.seconds,
             "utilisation": self.clock.summary(),
-            **({"task_scores": uncertainty.records(self.it_task_scores(task_rows))} if task_rows is not None else {}),
+            **({"task_scores": uncertainty.tree(self.it_task_scores(task_rows))} if task_rows is not None else {}),
         }
 
 

@@ -61,6 +61,14 @@ def bootstrap_primary(kind: str, out: np.ndarray, labels: np.ndarray, *, alpha: 
     return bootstrap(pearson, len(y), alpha=alpha, n_boot=n_boot, seed=seed)
 
 
+def with_score(kind: str, metrics: dict[str, float], out: np.ndarray, labels: np.ndarray, *,
+               seed: int = 0) -> dict[str, float]:
+    """`metrics` plus 'score' (the task's primary metric) and 'score_lo' / 'score_hi' (its 95% bootstrap
+    interval over the test examples: test sampling alone), as every encoder finetune records them."""
+    lo, hi = bootstrap_primary(kind, out, labels, seed=seed)
+    return {**metrics, "score": metrics[PRIMARY[kind]], "score_lo": lo, "score_hi": hi}
+
+
 def summarise(scores: Sequence[float], bounds: Sequence[tuple[float, float]] | None = None, *,
               alpha: float = ALPHA) -> dict[str, float | int | str]:
     """{'mean', 'lo', 'hi', 'seeds', 'interval'}: the t-interval over seeds when there are >= 2, else the one

@@ -259,7 +259,8 @@ def test_metrics_record(tok, up):
     m = st.metrics(pt_runs, it_runs, latency, c, total_seconds=12.0)
     assert set(m) == {"seeds", "model_seeds", "params", "pt_loss", "pt_loss_step0", "it_rougeL", "it_exact_match",
                       "it_token_f1", "inference_gflops", "latency_ms_per_token", "latency_ms_per_token_runs",
-                      "claims", "seconds"}
+                      "claims", "seconds", "utilisation"}
+    assert {"wall_seconds", "fraction_in_steps"} <= set(m["utilisation"])  # the study's clock: nothing timed yet
     assert m["pt_loss"]["L-S"] == pytest.approx([4.0, 4.1])  # seed order, adapted rows only
     assert m["pt_loss_step0"] == {"S-S": 9.0, "L-S": 10.0, "dec-S": 11.0}
     assert m["latency_ms_per_token"] == {"S-S": [2.0, 2.0], "L-S": [3.0, 3.0], "dec-S": [4.0]}

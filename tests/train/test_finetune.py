@@ -115,7 +115,11 @@ def test_encoder_tasks_build_an_encoder_only_model(store, files, tmp_path, monke
                                                     metrics):
     monkeypatch.setenv("WORKBENCH_MODELS", str(store))
     res = finetune(task_kind, model, files[data], steps=4, out_dir=tmp_path / "run", **kw, **FAST)
-    assert set(res.metrics) == metrics and all(np.isfinite(v) for v in res.metrics.values())
+    assert set(res.metrics) == metrics | {"score", "score_lo", "score_hi"}
+    assert all(np.isfinite(v) for v in res.metrics.values())
+    m = res.metrics  # the primary metric with its bootstrap interval over the held-out rows
+    assert m["score"] == m[{"classification": "accuracy", "regression": "pearson", "ranking": "mrr@10"}[task_kind]]
+    assert m["score_lo"] <= m["score_hi"]
     assert res.trained_kind == "encoder_only" and res.saved_as is None and "load_finetuned" in res.summary
     cfg, params = load_finetuned(tmp_path / "run")
     assert isinstance(cfg, EncoderOnlyConfig) and cfg.task == task_kind and "head" in params
