@@ -566,6 +566,7 @@ def it_table(it_runs: Any, models: Sequence[str]) -> Any:
 
 
 GENERATIVE = frozenset({"definition"})  # IT tasks scored by ROUGE-L; the others have a closed set of answers
+MIXTURE, MIXTURE_METRIC = "mixture", "mean task score"  # `it_task_scores`' row of the whole IT mixture
 
 
 def it_task_metric(task: str) -> str:
@@ -587,10 +588,15 @@ def it_chance(refs: Sequence[str], tasks: Sequence[str]) -> dict[str, float]:
 
 def it_task_scores(task_rows: Any, chance: Mapping[str, float]) -> Any:
     """Per task and model: the task's IT score (`it_task_metric`), its 95% interval over seeds, the chance
-    score and whether the interval clears it."""
+    score and whether the interval clears it; plus one `MIXTURE` row per model: the mean over tasks of those
+    scores (per seed) against the mean of the tasks' chance scores (the floor the IT claims need cleared)."""
+    import pandas as pd
+
     rows = task_rows.assign(score=[r[it_task_metric(r["task"])] for _, r in task_rows.iterrows()])
-    out = uncertainty.summarise_frame(rows, ["task", "model"], chance=chance)
-    out["metric"] = [it_task_metric(t) for t in out["task"]]
+    mix = rows.groupby(["model", "seed"], as_index=False)["score"].mean().assign(task=MIXTURE)
+    floor = {**chance, MIXTURE: float(np.mean([chance[t] for t in sorted(set(rows["task"]))]))}
+    out = uncertainty.summarise_frame(pd.concat([rows, mix], ignore_index=True), ["task", "model"], chance=floor)
+    out["metric"] = [MIXTURE_METRIC if t == MIXTURE else it_task_metric(t) for t in out["task"]]
     return out
 
 

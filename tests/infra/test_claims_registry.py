@@ -19,6 +19,7 @@ def test_registry_is_sane():
         assert report.direction_symbol(c.direction) in (">", "<", "≥", "≤", "≈"), c.id
         assert claims.keys(c), f"{c.id}: its measure names no recorded key"
         assert "matched compute" not in c.text or "cap" in c.text, f"{c.id}: say what a capped run measures"
+    assert claims.keys(claims.BY_ID["T2"])[-1] == "sizes/task_scores/mixture/dec-S/mean task score"
     assert claims.BY_ID["E2"].direction == "≥"  # a tie must be able to satisfy 'at least as good'
 
 
@@ -66,3 +67,28 @@ def test_committed_report_lists_the_registry():
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == [c.id for c in claims.CLAIMS], "re-render: --scale cpu --only report"
     assert {r["verdict"] for r in rows} <= set(report.VERDICTS)
+
+
+def _it_scores(s_s: dict, dec_s: dict) -> dict:
+    gain = {"S-S beats dec-S": {"it_rougeL_gain": [0.1, 0.12, 0.08]}}
+    tree = {"mixture": {"S-S": {"mean task score": s_s}, "dec-S": {"mean task score": dec_s}}}
+    return {"sizes": {"claims": gain, "task_scores": tree}}
+
+
+def test_it_claims_are_judged_only_where_both_models_clear_the_constant_answer_floor():
+    from workbench import sizes_study
+
+    assert (claims._MIXTURE, claims._MIXTURE_METRIC) == (sizes_study.MIXTURE, sizes_study.MIXTURE_METRIC)
+    t2 = claims.BY_ID["T2"]
+    learnt = {"mean": 0.4, "lo": 0.35, "hi": 0.45, "chance": 0.3, "above_chance": 1, "seeds": 3, "over_seeds": 1}
+    row = report.evaluate(t2, _it_scores(learnt, learnt))
+    assert row["n"] == 3 and row["verdict"] == report.HOLDS and row["mean"] == pytest.approx(0.1)
+    at_floor = {**learnt, "mean": 0.29, "lo": 0.25, "hi": 0.33, "above_chance": 0}
+    row = report.evaluate(t2, _it_scores(learnt, at_floor))
+    assert row["verdict"] == report.NOT_MEASURED and row["n"] == 3  # the values are there, not judged
+    assert "dec-S 0.29 [0.25, 0.33]" in row["reason"] and "floor 0.3" in row["reason"]
+    assert "S-S 0.4" not in row["reason"]
+    no_tree = {"sizes": {"claims": _it_scores(learnt, learnt)["sizes"]["claims"]}}
+    row = report.evaluate(t2, no_tree)  # scores not recorded: no data, which the registry test reports
+    assert row["n"] == 0 and row["reason"].startswith(report.NO_DATA)
+    assert "clear chance" in report.describe(t2.measure)

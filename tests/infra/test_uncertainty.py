@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from workbench import evaluate, report, results, uncertainty
-from workbench.sizes_study import it_chance, it_task_scores
+from workbench.sizes_study import MIXTURE, MIXTURE_METRIC, it_chance, it_task_scores
 
 
 def test_per_example_terms_average_to_the_metrics():
@@ -74,6 +74,12 @@ def test_it_chance_is_the_best_constant_answer():
     scores = it_task_scores(rows, chance).set_index("task")
     assert scores.loc["wic", "metric"] == "exact_match" and bool(scores.loc["wic", "above chance"])
     assert scores.loc["definition", "metric"] == "rougeL" and not bool(scores.loc["definition", "above chance"])
+    # the whole mixture: per seed the mean over tasks of their scores, against the mean of the tasks' chance
+    mix = scores.loc[MIXTURE]
+    assert mix["metric"] == MIXTURE_METRIC and mix["seeds"] == 3
+    assert mix["mean"] == pytest.approx(np.mean([(0.9 + 0.1) / 2, (0.92 + 0.2) / 2, (0.91 + 0.1) / 2]))
+    assert mix["chance"] == pytest.approx((chance["wic"] + chance["definition"]) / 2)
+    assert bool(mix["above chance"]) == (mix["lo"] > mix["chance"])
 
 
 def test_recorded_tree_is_numbers_only_and_the_report_reads_it_back(tmp_path):
