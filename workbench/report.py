@@ -281,12 +281,14 @@ TASK_SCORES_TEXT = ("Every task score with its 95% interval: the t-interval over
 
 def task_scores_table(metrics_by_experiment: Mapping[str, Any]):
     """One row per task score the experiments recorded under 'task_scores' (`uncertainty.tree`: task -> model
-    -> metric -> numbers), tagged with the experiment, in `TASK_SCORE_COLUMNS` order."""
+    -> metric -> numbers), tagged with the experiment, in `TASK_SCORE_COLUMNS` order. A 'task_scores' that is
+    not such a tree (the report's own count of an earlier render) is not read."""
     import pandas as pd
 
     rows = []
     for exp, m in metrics_by_experiment.items():
-        for task, models in ((m or {}).get("task_scores") or {}).items():
+        tree = (m or {}).get("task_scores") if isinstance(m, Mapping) else None
+        for task, models in (tree if isinstance(tree, Mapping) else {}).items():
             for model, metrics in models.items():
                 for metric, st in metrics.items():
                     has = "lo" in st and "hi" in st

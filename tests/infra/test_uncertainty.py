@@ -92,7 +92,7 @@ def test_recorded_tree_is_numbers_only_and_the_report_reads_it_back(tmp_path):
     assert "lo" not in tree["c"]["m"]["acc"] and "chance" not in tree["c"]["m"]["acc"]
     results.record_metrics("x", {"task_scores": tree}, out_dir=tmp_path)
     table = report.task_scores_table({"x": results.read_json(tmp_path / "metrics.json")["metrics"], "y": {"o": 1},
-                                      "z": None}).set_index("task")
+                                      "z": None, "report": {"task_scores": 26}}).set_index("task")
     assert set(table.reset_index().columns) == set(report.TASK_SCORE_COLUMNS)
     assert table.loc["a", "interval"] == "seeds" and bool(table.loc["a", "above chance"])
     assert table.loc["b", "interval"] == "test bootstrap" and not bool(table.loc["b", "above chance"])
