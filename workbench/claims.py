@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workbench import results
-from workbench.report import Check, Claim, Measured, lookup
+from workbench.report import Check, Claim, Measured, lookup, take
 
 NATS_PER_PT_POINT = 0.009
 _PT = f"1 PT point ~ {NATS_PER_PT_POINT} nats (module docstring)"
@@ -82,21 +82,21 @@ class IfLearnt:
     metric: str
     models: tuple[str, ...]
 
+    def score_keys(self) -> list[str]:
+        """The recorded task-score keys of `models`, in order."""
+        return [f"{self.experiment}/task_scores/{self.task}/{m}/{self.metric}" for m in self.models]
+
     def __call__(self, metrics_by_experiment: Mapping[str, Any]) -> Measured:
-        raw = (lookup(metrics_by_experiment, self.measure) if isinstance(self.measure, str)
-               else self.measure(metrics_by_experiment))
+        raw = take(self.measure, metrics_by_experiment)
         if isinstance(raw, Measured) and raw.reason:
             return raw
         values = _seeds(raw.values if isinstance(raw, Measured) else raw)
-        below = []
-        for m in self.models:
-            s = lookup(metrics_by_experiment, f"{self.experiment}/task_scores/{self.task}/{m}/{self.metric}")
-            if not s["above_chance"]:
-                below.append(f"{m} {s['mean']:.3g} [{s.get('lo', float('nan')):.3g}, {s.get('hi', float('nan')):.3g}]")
+        scores = {m: lookup(metrics_by_experiment, k) for m, k in zip(self.models, self.score_keys(), strict=True)}
+        below = [f"{m} {s['mean']:.3g} [{s.get('lo', float('nan')):.3g}, {s.get('hi', float('nan')):.3g}]"
+                 for m, s in scores.items() if not s["above_chance"]]
         if not below:
             return Measured(values)
-        chance = lookup(metrics_by_experiment, f"{self.experiment}/task_scores/{self.task}/{self.models[0]}/"
-                                               f"{self.metric}")["chance"]
+        chance = scores[self.models[0]]["chance"]
         return Measured(values, f"{self.experiment}'s {self.task} {self.metric} of {', '.join(below)} does not clear "
                                 f"the constant-answer floor {chance:.3g}: a difference between models that learnt "
                                 "nothing measures noise")
@@ -396,5 +396,5 @@ def keys(claim: Claim) -> Sequence[str]:
 
 def _keys(m: Any) -> list[str]:
     if isinstance(m, IfLearnt):
-        return [*_keys(m.measure), *(f"{m.experiment}/task_scores/{m.task}/{x}/{m.metric}" for x in m.models)]
+        return [*_keys(m.measure), *m.score_keys()]
     return [m] if isinstance(m, str) else [m.a, m.b] if isinstance(m, Paired) else []

@@ -377,7 +377,7 @@ def _label_setup(train_ds: Any, eval_ds: Any, label_col: str, task_kind: str, da
 
 # ------------------------------------------------------------------------------------------------ models
 def _evaluate(task_kind: str, config: Config, params: Params, arrays: dict, refs: list[str] | None, tok: Any,
-              batch: int, max_new_tokens: int, seed: int = 0) -> tuple[dict[str, float], list[str] | None]:
+              batch: int, max_new_tokens: int, seed: int) -> tuple[dict[str, float], list[str] | None]:
     """Held-out metrics (`workbench.evaluate`) and, for seq2seq, the generations; encoder tasks add 'score'
     with its bootstrap interval over the held-out rows (`uncertainty.with_score`)."""
     if task_kind == "seq2seq":

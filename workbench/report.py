@@ -163,6 +163,11 @@ def lookup(metrics_by_experiment: Mapping[str, Any], key: str) -> Any:
     return node
 
 
+def take(measure: Measure, metrics_by_experiment: Mapping[str, Any]) -> Any:
+    """What a measure returns: the value at its key, or the callable's result (possibly `Measured`)."""
+    return lookup(metrics_by_experiment, measure) if isinstance(measure, str) else measure(metrics_by_experiment)
+
+
 def _values(x: Any) -> list[float]:
     if hasattr(x, "tolist"):
         x = x.tolist()
@@ -200,8 +205,7 @@ def evaluate(claim: Claim, metrics_by_experiment: Mapping[str, Any], alpha: floa
     and a reason starting with 'no data' (unless the claim's check explains the absence)."""
     reason = ""
     try:
-        raw = (lookup(metrics_by_experiment, claim.measure) if isinstance(claim.measure, str)
-               else claim.measure(metrics_by_experiment))
+        raw = take(claim.measure, metrics_by_experiment)
         if isinstance(raw, Measured):
             raw, reason = list(raw.values), raw.reason
         vals = _values(raw)
@@ -287,7 +291,7 @@ def task_scores_table(metrics_by_experiment: Mapping[str, Any]):
 
     rows = []
     for exp, m in metrics_by_experiment.items():
-        tree = (m or {}).get("task_scores") if isinstance(m, Mapping) else None
+        tree = m.get("task_scores") if isinstance(m, Mapping) else None
         for task, models in (tree if isinstance(tree, Mapping) else {}).items():
             for model, metrics in models.items():
                 for metric, st in metrics.items():
