@@ -275,8 +275,10 @@ CLAIMS: list[Claim] = [
           f"1.8 PT points × {NATS_PER_PT_POINT} = 0.016, rounded down; {_PT}", unit="nats",
           check=_on_standins("sizes", _sizes("S-S", "dec-S"))),
     Claim("T2", "S-S scores a higher ROUGE-L than dec-S after the same short instruction-tuning analogue (text-to-text "
-          "mixture, greedy generation; cpu: one epoch of 480 examples, 60 steps of 8), judged only where both "
-          "clear the mixture's constant-answer floor: ROUGE-L(S-S) − ROUGE-L(dec-S)",
+          "mixture; cpu: one epoch of 480 examples, 60 steps of 8, 100 held-out rows per task, closed-set answers "
+          "by rank classification among the training answers, the regression and definition answers by greedy "
+          "generation), judged only where both clear the mixture's constant-answer floor: "
+          "ROUGE-L(S-S) − ROUGE-L(dec-S)",
           "+7.1 IT (2B-2B vs 2B)",
           IfLearnt(f"{_SIZES}/S-S beats dec-S/it_rougeL_gain", "sizes", _MIXTURE, _MIXTURE_METRIC, ("S-S", "dec-S")),
           ">", 0.07,

@@ -89,6 +89,31 @@ def eval_loss(loss_fn: Callable, params: Any, arrays: Arrays, batch_size: int = 
     return {"loss": float(loss), "perplexity": float(np.exp(loss)), "accuracy": float(acc), "tokens": float(tot[2])}
 
 
+def rank_classify(loss_fn: Callable, params: Any, inputs_NxS: np.ndarray, candidates_CxT: np.ndarray,
+                  batch_size: int = 32) -> np.ndarray:
+    """[N, C] log-likelihood (summed over target tokens, EOS included) of each candidate answer given each input,
+    under a seq2seq loss factory (`loss_fn(params, {'inputs', 'targets'})`, either model kind): rank
+    classification of closed-set answers. Compiled once per `loss_fn` and batch shape."""
+    def row_logliks(fn: Callable) -> Callable:
+        def per_batch(p, batch):
+            def one(inp_S, tgt_T):
+                loss, m = fn(p, {"inputs": inp_S[None], "targets": tgt_T[None]})
+                return -loss * m["tokens"]
+            return jax.vmap(one)(batch["inputs"], batch["targets"])
+        return per_batch
+
+    candidates_CxT = np.asarray(candidates_CxT)
+    if candidates_CxT.ndim != 2 or len(candidates_CxT) == 0:
+        raise ValueError(f"candidates must be a non-empty [C, T] array of target rows, got {candidates_CxT.shape}")
+    jfn = _jit_once(loss_fn, "rank_classify", row_logliks)
+    n = len(inputs_NxS)
+    out = np.zeros((n, len(candidates_CxT)))
+    for c, cand_T in enumerate(candidates_CxT):
+        arrays = {"inputs": np.asarray(inputs_NxS), "targets": np.broadcast_to(cand_T, (n, cand_T.shape[0])).copy()}
+        out[:, c] = np.concatenate([np.asarray(jfn(params, b))[:real] for b, real in _chunks(arrays, batch_size)])
+    return out
+
+
 # --------------------------------------------------------------------------------------------- metrics
 def classification_metrics(logits_NxC: np.ndarray, labels_N: np.ndarray) -> dict[str, float]:
     """Accuracy, F1 of class 1 (binary) and macro-F1."""

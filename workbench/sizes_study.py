@@ -135,6 +135,9 @@ class ITData:
     tasks: list[str]
     dropped: dict[str, int]
     per_task: dict[str, int]
+    # closed-set task -> answer -> its tokenized target row (the answers of the training rows; filled when the
+    # preset's `rank_closed_set` is true: those tasks are scored by rank classification among these answers)
+    candidates: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
 
 def it_data(tokenizer: Any, it: Mapping[str, Any]) -> ITData:
@@ -156,9 +159,30 @@ def it_data(tokenizer: Any, it: Mapping[str, Any]) -> ITData:
             keep.append(i)
             per_task[task] = per_task.get(task, 0) + 1
     test = test.select(keep)
-    return ITData(train=tokenize_seq2seq(used, tokenizer, it["max_input"], it["max_target"]),
-                  test=tokenize_seq2seq(test, tokenizer, it["max_input"], it["max_target"]),
-                  refs=list(test["targets"]), tasks=list(test["task"]), dropped=dropped, per_task=per_task)
+    train_arrays = tokenize_seq2seq(used, tokenizer, it["max_input"], it["max_target"])
+    candidates: dict[str, dict[str, np.ndarray]] = {}
+    if it.get("rank_closed_set", False):
+        for i, (task, answer) in enumerate(zip(used["task"], used["targets"], strict=True)):
+            if task in CLOSED_SET:
+                candidates.setdefault(task, {}).setdefault(answer, train_arrays["targets"][i])
+    return ITData(train=train_arrays, test=tokenize_seq2seq(test, tokenizer, it["max_input"], it["max_target"]),
+                  refs=list(test["targets"]), tasks=list(test["task"]), dropped=dropped, per_task=per_task,
+                  candidates=candidates)
+
+
+def ranked_answers(loss_fn: Callable, params: Params, it: ITData, batch_size: int) -> dict[int, str]:
+    """Held-out row -> the answer rank classification picks (`evaluate.rank_classify`: the highest
+    log-likelihood among its task's training answers), for the rows of the tasks in `it.candidates`."""
+    out: dict[int, str] = {}
+    for task, answers in sorted(it.candidates.items()):
+        idx = [i for i, t in enumerate(it.tasks) if t == task]
+        if not idx:
+            continue
+        names = sorted(answers)
+        ll_NxC = evaluate.rank_classify(loss_fn, params, it.test["inputs"][idx],
+                                        np.stack([answers[a] for a in names]), batch_size)
+        out.update({i: names[j] for i, j in zip(idx, ll_NxC.argmax(axis=1), strict=True)})
+    return out
 
 
 def n_params(cfg: GemmaConfig | EncDecConfig) -> int:
@@ -399,9 +423,10 @@ class SizesStudy:
 
     # -------------------------------------------------------------------------------------- instruction tuning
     def instruction_tune(self, m: str, seed: int, params: Params) -> dict[str, Any]:
-        """Finetune `params` (model `m`) on the mixture (seq2seq CE, it.steps), generate greedily on the held-out
-        rows. {'scores': text metrics, 'tasks': per-task rows, 'samples': the first 3 generations, 'train_ce':
-        CE on the whole training split}. Resumes from its checkpoint (keyed by `pt_key` and the it preset)."""
+        """Finetune `params` (model `m`) on the mixture (seq2seq CE, it.steps), answer the held-out rows (closed-set
+        tasks by rank classification when `it.rank_closed_set`, the others by greedy generation). {'scores': text
+        metrics, 'tasks': per-task rows, 'samples': the first 3 answers, 'train_ce': CE on the whole training split}.
+        Resumes from its checkpoint (keyed by `pt_key` and the it preset)."""
         it: ITData = self._need("it")
         IT = self.IT
         tc = TrainConfig(steps=IT["steps"], learning_rate=IT["learning_rate"], warmup_steps=IT["warmup_steps"],
@@ -412,9 +437,16 @@ class SizesStudy:
                         out_dir=str(self.ckpt_dir(f"it-{m}-s{seed}", key)), progress=True)
             span.flops = res.steps_run * self.train_flops(m, IT["batch"], it.train["inputs"].shape[1],
                                                           it.train["targets"].shape[1])
+        with self.clock("eval"):
+            ranked = ranked_answers(self.eval_fn(m), res.params, it, IT["gen_batch"])
+        gen_rows = [i for i in range(len(it.tasks)) if i not in ranked]
         with self.clock("generate"):
-            preds = evaluate.generate_texts(res.params, self.model_config(m), self.tokenizer, it.test["inputs"],
-                                            IT["max_new_tokens"], IT["gen_batch"])
+            generated = evaluate.generate_texts(res.params, self.model_config(m), self.tokenizer,
+                                                it.test["inputs"][gen_rows], IT["max_new_tokens"], IT["gen_batch"]
+                                                ) if gen_rows else []
+        preds = [ranked.get(i, "") for i in range(len(it.tasks))]
+        for i, text in zip(gen_rows, generated, strict=True):
+            preds[i] = text
         scores = evaluate.text_metrics(preds, it.refs)
         with self.clock("eval"):
             train_ce = recipes.train_set_loss(self.eval_fn(m), res.params, it.train, IT["gen_batch"])["loss"]
@@ -566,6 +598,9 @@ def it_table(it_runs: Any, models: Sequence[str]) -> Any:
 
 
 GENERATIVE = frozenset({"definition"})  # IT tasks scored by ROUGE-L; the others have a closed set of answers
+# Tasks whose answer is one label of a small fixed set (the regression task's answers are numbers, not labels):
+# with `it.rank_closed_set` they are answered by rank classification among the training answers.
+CLOSED_SET = frozenset({"sentiment_binary", "genre", "retrieval", "wic"})
 MIXTURE, MIXTURE_METRIC = "mixture", "mean task score"  # `it_task_scores`' row of the whole IT mixture
 
 

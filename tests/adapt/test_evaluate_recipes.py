@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from workbench import config as C
-from workbench import decoder, evaluate, objectives, recipes
+from workbench import decoder, encdec, evaluate, objectives, recipes
 from workbench.data.pipeline import UL2_MIXTURE
 
 
@@ -43,6 +43,32 @@ def test_eval_loss_matches_loss_fn_and_ignores_filler_rows():
     assert abs(ev["perplexity"] - np.exp(ev["loss"])) < 1e-6
     with pytest.raises(ValueError, match="empty"):
         evaluate.eval_loss(loss_fn, params, {"tokens": toks[:0]})
+
+
+@pytest.mark.parametrize("kind", ["encdec", "decoder"])
+def test_rank_classify_is_each_candidates_summed_log_likelihood(kind):
+    """Row i, candidate c: minus the loss factory's CE of that single (input, candidate) pair times its target
+    tokens; filler rows of the last batch change nothing; the argmax picks a planted most likely candidate."""
+    rng = np.random.default_rng(0)
+    if kind == "encdec":
+        cfg = C.encdec_preset("tiny-tiny")
+        params, loss_fn = encdec.init(cfg, jax.random.key(0)), objectives.encdec_seq2seq_loss(cfg)
+    else:
+        cfg = C.decoder_preset("tiny")
+        params, loss_fn = decoder.init(cfg, jax.random.key(0)), objectives.decoder_seq2seq_loss(cfg)
+    inputs = rng.integers(3, 500, size=(5, 10)).astype(np.int32)
+    inputs[1, 7:] = 0  # padded prompt
+    cands = np.zeros((3, 4), np.int32)
+    cands[0, :2], cands[1, :3], cands[2, :1] = [7, 1], [9, 8, 1], [1]
+    ll = evaluate.rank_classify(loss_fn, params, inputs, cands, batch_size=4)
+    assert ll.shape == (5, 3)
+    for i in (0, 1, 4):
+        for c in range(3):
+            loss, m = loss_fn(params, {"inputs": inputs[i:i + 1], "targets": cands[c:c + 1]})
+            assert abs(ll[i, c] - float(-loss * m["tokens"])) < 1e-4
+    assert np.all(ll < 0)
+    with pytest.raises(ValueError, match="candidates"):
+        evaluate.rank_classify(loss_fn, params, inputs, cands[:0])
 
 
 def test_eval_loss_and_predict_compile_once_per_function():

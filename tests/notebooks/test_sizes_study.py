@@ -139,6 +139,24 @@ def test_it_data_caps_held_out_rows_per_task(tok):
     assert d.dropped["train"] >= 0 and d.dropped["test"] >= 0
 
 
+def test_it_data_ranks_closed_set_tasks_among_their_training_answers(tok, up):
+    it = {**nb.read_preset("sizes", "smoke")["it"], "train_examples": 60, "eval_per_task": 2,
+          "rank_closed_set": True}
+    d = ss.it_data(tok, it)
+    assert set(d.candidates) <= ss.CLOSED_SET and "definition" not in d.candidates and d.candidates
+    for task, answers in d.candidates.items():
+        for answer, row in answers.items():  # the tokenized target row of a training row with that answer
+            i = next(i for i, r in enumerate(d.train["targets"]) if np.array_equal(r, row))
+            assert tok.decode([int(t) for t in row if t not in (0, tok.eos_id)]) == answer, (task, i)
+    assert not ss.it_data(tok, {**it, "rank_closed_set": False}).candidates
+    cfg, params, _ = up["small"]
+    st = study(tok, up)
+    picked = ss.ranked_answers(st.eval_fn("dec-S"), params, d, 4)
+    ranked_rows = [i for i, t in enumerate(d.tasks) if t in d.candidates]
+    assert sorted(picked) == ranked_rows
+    assert all(picked[i] in d.candidates[d.tasks[i]] for i in ranked_rows)
+
+
 # ------------------------------------------------------------------------------------------ checkpoints
 def test_pt_key_keeps_its_layout_and_follows_fingerprints(tok, up):
     st = study(tok, up, models=list(ss.SPECS))
