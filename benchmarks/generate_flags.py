@@ -62,14 +62,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new", type=int, default=128)
+    ap.add_argument("--quick", action="store_true", help="tiny models, two variants, one generation each")
     ap.add_argument("--trace", default=None, help="folder: trace 3 generations of the first variant and print "
                     "the top ops (set XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true to see XLA's thunks)")
     args = ap.parse_args(argv)
+    setup = common.QUICK if args.quick else common.FULL
+    if args.quick:
+        args.variants, args.rounds, args.steps, args.prompt, args.new = ["default", "bf16"], 1, 1, 8, 4
     print(f"# before: {common.load_note()}", flush=True)
     runs, toks = {}, {}
     for name in args.variants:
         try:
-            runs[name], toks[name] = compiled_generation(args.model, common.FULL, args.prompt, args.new,
+            runs[name], toks[name] = compiled_generation(args.model, setup, args.prompt, args.new,
                                                          VARIANTS[name], bf16=name == "bf16")
         except Exception as e:  # an option this XLA does not know
             print(f"{name}: not compiled: {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)

@@ -20,6 +20,8 @@ NUM = r"(?:\d+\.\d+|nan)"
     ("generate_latency.py", rf"ratio_vs_hf_generate decoder={NUM} encdec={NUM}( loaded)?"),
     ("profile_step.py", rf"profile step_ms={NUM} blocks=-?{NUM} head_loss_rest=-?{NUM} softcaps=-?{NUM} "
                         rf"adamw={NUM} forward={NUM}( loaded)?"),
+    ("generate_flags.py", r"# after: loadavg .*"),
+    ("gpu_mfu.py", rf"mfu_bf16_vs_989TFLOPs quick={NUM}"),
 ])
 def test_benchmark_quick_last_line(script, pattern):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
