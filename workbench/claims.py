@@ -266,6 +266,21 @@ def _sizes(*models: str) -> Check:
     return runs("sizes", "models", *models)
 
 
+# Why the cpu preset leaves the IT analogue out (measured, not assumed: the batch of 2026-12-04 at c13637c).
+IT_AT_CHANCE = ("every stand-in model stayed at chance on the IT analogue (batch of 2026-12-04: "
+                "mixture mean task score 0.22-0.24 for every model against a constant-answer floor of 0.28; on "
+                "sentiment and genre each model picked the majority label whatever the input), so its ~20 minutes "
+                "went to the other claims; the gpu preset runs it")
+
+
+def _runs_it(params: Mapping[str, Any]) -> str | None:
+    """T2: the reason when the sizes preset leaves the instruction-tuning analogue out (`it: null`)."""
+    if params["sizes"].get("it") is not None:
+        return None
+    return (f"this run's sizes preset has no instruction-tuning analogue (`it: null`): not run at this scale, "
+            f"because {IT_AT_CHANCE}")
+
+
 CLAIMS: list[Claim] = [
     # ---- Encoder-Decoder Gemma (T5Gemma, arXiv 2504.06225)
     Claim("T1", "S-S (small decoder adapted to a balanced encoder-decoder, PrefixLM + KD) has a lower held-out "
@@ -275,15 +290,14 @@ CLAIMS: list[Claim] = [
           f"1.8 PT points × {NATS_PER_PT_POINT} = 0.016, rounded down; {_PT}", unit="nats",
           check=_on_standins("sizes", _sizes("S-S", "dec-S"))),
     Claim("T2", "S-S scores a higher ROUGE-L than dec-S after the same short instruction-tuning analogue (text-to-text "
-          "mixture; cpu: one epoch of 480 examples, 60 steps of 8, 100 held-out rows per task, closed-set answers "
-          "by rank classification among the training answers, the regression and definition answers by greedy "
-          "generation), judged only where both clear the mixture's constant-answer floor: "
+          "mixture finetuning, then held-out rows per task; gpu: 1,000 steps of 32 on 18,000 examples; cpu: not "
+          "run, see the reason), judged only where both clear the mixture's constant-answer floor: "
           "ROUGE-L(S-S) − ROUGE-L(dec-S)",
           "+7.1 IT (2B-2B vs 2B)",
           IfLearnt(f"{_SIZES}/S-S beats dec-S/it_rougeL_gain", "sizes", _MIXTURE, _MIXTURE_METRIC, ("S-S", "dec-S")),
           ">", 0.07,
           "7.1 IT points read as ROUGE-L percentage points = 0.071, rounded down", unit="ROUGE-L",
-          check=_on_standins("sizes", _sizes("S-S", "dec-S"))),
+          check=_on_standins("sizes", _runs_it, _sizes("S-S", "dec-S"))),
     Claim("T3", "L-S (large encoder, small decoder, cross-attention warmed up) has a lower held-out PrefixLM loss than "
           f"S-S ({_SIZES_SETTING}): loss(S-S) − loss(L-S)", "> +3 (9B-2B vs 2B-2B)",
           f"{_SIZES}/L-S beats S-S/pt_loss_gain", ">", 0.025,

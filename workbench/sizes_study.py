@@ -229,7 +229,14 @@ class SizesStudy:
 
     @property
     def IT(self) -> Mapping[str, Any]:
+        if not self.runs_it:
+            raise RuntimeError("this sizes preset has no instruction-tuning analogue (`it: null`)")
         return self.P["it"]
+
+    @property
+    def runs_it(self) -> bool:
+        """Whether the preset runs the instruction-tuning analogue (`it` is not null)."""
+        return self.P.get("it") is not None
 
     @property
     def models(self) -> list[str]:
@@ -256,9 +263,16 @@ class SizesStudy:
     def model_seeds(self, m: str) -> list[int]:
         return self.seeds[:1] if m in self.P["first_seed_only"] else self.seeds
 
+    def generation_shape(self) -> tuple[int, int]:
+        """(prompt tokens, new tokens) of one inference example: the IT analogue's it.max_input and
+        it.max_new_tokens, or without it (`it: null`) the latency run's prompt_len and new_tokens."""
+        if self.runs_it:
+            return int(self.IT["max_input"]), int(self.IT["max_new_tokens"])
+        return int(self.P["latency"]["prompt_len"]), int(self.P["latency"]["new_tokens"])
+
     def generation_flops(self, m: str) -> float:
-        """`flops.generation_flops` of one example: an it.max_input-token prompt, it.max_new_tokens new tokens."""
-        return flops.generation_flops(self.model_config(m), self.IT["max_input"], self.IT["max_new_tokens"])
+        """`flops.generation_flops` of one example of `generation_shape`."""
+        return flops.generation_flops(self.model_config(m), *self.generation_shape())
 
     def models_table(self) -> Any:
         """One row per model: sources, cross-attention init, warm-up K, KD teacher, parameters, inference cost."""
@@ -288,20 +302,23 @@ class SizesStudy:
     # -------------------------------------------------------------------------------------- data
     def load_data(self, corpus: Any = None) -> str:
         """Fill `pt_train` (pt.steps x pt.batch rows of the corpus train split), `val` (pt.eval_rows rows of its
-        validation split, PrefixLM-split) and `it` (`it_data`); returns a summary."""
+        validation split, PrefixLM-split) and `it` (`it_data`, unless the preset has `it: null`); returns a
+        summary."""
         t0 = time.perf_counter()
         corpus = load_corpus() if corpus is None else corpus
-        PT, IT = self.PT, self.IT
+        PT = self.PT
         self.pt_train = packed_rows(corpus["train"], self.tokenizer, PT["steps"] * PT["batch"], PT["seq_len"])
         self.val = recipes.prefix_lm_split(packed_rows(corpus["validation"], self.tokenizer, PT["eval_rows"],
                                                        PT["seq_len"]))
-        self.it = it_data(self.tokenizer, IT)
+        self.it = it_data(self.tokenizer, self.IT) if self.runs_it else None
         self.seconds["data"] = time.perf_counter() - t0
-        return (f"PrefixLM: {self.pt_train.shape[0]} train rows x {PT['seq_len']} tokens "
-                f"({self.pt_train.size:,} tokens per model and seed), {len(self.val['inputs'])} held-out rows\n"
-                f"IT: {len(self.it.train['inputs'])} train examples, {len(self.it.refs)} held-out examples "
-                f"{self.it.per_task}; rows whose prompt does not fit max_input={IT['max_input']} even without its "
-                f"passage: {self.it.dropped}")
+        out = (f"PrefixLM: {self.pt_train.shape[0]} train rows x {PT['seq_len']} tokens "
+               f"({self.pt_train.size:,} tokens per model and seed), {len(self.val['inputs'])} held-out rows\n")
+        if self.it is None:
+            return out + "IT: not run by this preset (`it: null`)"
+        return out + (f"IT: {len(self.it.train['inputs'])} train examples, {len(self.it.refs)} held-out examples "
+                      f"{self.it.per_task}; rows whose prompt does not fit max_input={self.IT['max_input']} even "
+                      f"without its passage: {self.it.dropped}")
 
     def _need(self, name: str) -> Any:
         """The data field `name`; RuntimeError when `load_data` has not filled it."""
@@ -460,9 +477,14 @@ class SizesStudy:
         return {"scores": scores, "tasks": tasks, "samples": samples, "train_ce": train_ce}
 
     def run_it(self, log: Callable[[str], Any] | None = print) -> tuple[Any, Any, Any]:
-        """(runs, per-task rows, samples of the first seed) DataFrames: `instruction_tune` of every adapted model."""
+        """(runs, per-task rows, samples of the first seed) DataFrames: `instruction_tune` of every adapted model;
+        three empty frames (with their columns) when the preset has `it: null`."""
         import pandas as pd
 
+        if not self.runs_it:
+            return (pd.DataFrame(columns=["model", "seed", *IT_SCORES, "it_train_ce"]),
+                    pd.DataFrame(columns=["model", "seed", "task", *IT_SCORES]),
+                    pd.DataFrame(columns=["model", "task", "reference", "generated"]))
         t0 = time.perf_counter()
         runs, tasks, samples = [], [], []
         for seed in self.seeds:
@@ -527,7 +549,7 @@ class SizesStudy:
     # -------------------------------------------------------------------------------------- the record
     def summary_table(self, pt: Any, it: Any) -> Any:
         """Per model: parameters, generation GFLOPs, PT loss (± std) and ROUGE-L (± std) from `pt_table` /
-        `it_table`."""
+        `it_table` (NaN without the IT analogue)."""
         import pandas as pd
 
         out = pd.DataFrame({"model": self.models})
@@ -537,7 +559,10 @@ class SizesStudy:
         return out.merge(it[["model", "rougeL mean", "rougeL std"]], on="model")
 
     def it_task_scores(self, task_rows: Any) -> Any:
-        """`it_task_scores` of `run_it`'s per-task rows against this mixture's held-out chance scores."""
+        """`it_task_scores` of `run_it`'s per-task rows against this mixture's held-out chance scores (None when
+        the preset has `it: null`)."""
+        if not self.runs_it:
+            return None
         it: ITData = self._need("it")
         return it_task_scores(task_rows, it_chance(it.refs, it.tasks))
 
@@ -545,9 +570,10 @@ class SizesStudy:
                 claims: Mapping[str, Mapping[str, Any]], total_seconds: float, task_rows: Any = None
                 ) -> dict[str, Any]:
         """The metrics record of the notebook: per model the per-seed PT losses (after adaptation) and IT scores
-        in seed order, step-0 loss, parameters, inference GFLOPs, per-seed median latency and every timed run;
-        `claims` without the paper's text; `seconds` per section plus the total; with `task_rows`, the IT score
-        of every task and model with its interval and chance ('task_scores')."""
+        in seed order (no IT keys with `it: null`), step-0 loss, parameters, inference GFLOPs, per-seed median
+        latency and every timed run; `claims` without the paper's text; `seconds` per section plus the total;
+        with `task_rows` and the IT analogue, the IT score of every task and model with its interval and chance
+        ('task_scores')."""
         models, final = self.models, pt_runs[pt_runs["step"] > 0]
         start = pt_runs[pt_runs["step"] == 0].set_index("model")["pt_loss"]
         med = latency_medians(latency)
@@ -565,16 +591,16 @@ class SizesStudy:
             "params": {m: int(n_params(self.model_config(m))) for m in models},
             "pt_loss": per_seed(final, "pt_loss"),
             "pt_loss_step0": {m: float(start[m]) for m in models},
-            "it_rougeL": per_seed(it_runs, "rougeL"),
-            "it_exact_match": per_seed(it_runs, "exact_match"),
-            "it_token_f1": per_seed(it_runs, "token_f1"),
+            **({"it_rougeL": per_seed(it_runs, "rougeL"), "it_exact_match": per_seed(it_runs, "exact_match"),
+                "it_token_f1": per_seed(it_runs, "token_f1")} if len(it_runs) else {}),
             "inference_gflops": {m: self.generation_flops(m) / 1e9 for m in models},
             "latency_ms_per_token": per_seed_dict(med),
             "latency_ms_per_token_runs": per_seed_dict(latency),
             "claims": {name: {k: v for k, v in c.items() if k != "paper"} for name, c in claims.items()},
             "seconds": self.seconds,
             "utilisation": self.clock.summary(),
-            **({"task_scores": uncertainty.tree(self.it_task_scores(task_rows))} if task_rows is not None else {}),
+            **({"task_scores": uncertainty.tree(self.it_task_scores(task_rows))}
+               if task_rows is not None and len(task_rows) else {}),
         }
 
 
@@ -590,11 +616,20 @@ def pt_table(pt_runs: Any, models: Sequence[str]) -> Any:
     return out
 
 
+IT_SCORES = ("exact_match", "rougeL", "token_f1")  # `evaluate.text_metrics` of the IT analogue, per run
+
+
 def it_table(it_runs: Any, models: Sequence[str]) -> Any:
-    """Per model: mean and std (0 for one seed) of exact match, ROUGE-L and token F1."""
-    out = it_runs.groupby("model", sort=False)[["exact_match", "rougeL", "token_f1"]].agg(["mean", "std"])
+    """Per model: mean and std (0 for one seed) of exact match, ROUGE-L and token F1; NaN for a model without
+    IT runs (every model, when the preset has `it: null`)."""
+    out = it_runs.groupby("model", sort=False)[list(IT_SCORES)].agg(["mean", "std"]).astype(float)
     out.columns = [f"{a} {b}" for a, b in out.columns]
-    return out.fillna(0.0).reindex(list(models)).reset_index()
+    ran = set(it_runs["model"])
+    out = out.reindex(list(models))
+    std_cols = [c for c in out.columns if c.endswith(" std")]
+    out.loc[out.index.isin(ran), std_cols] = out.loc[out.index.isin(ran), std_cols].fillna(0.0)
+    out.index.name = "model"
+    return out.reset_index()
 
 
 GENERATIVE = frozenset({"definition"})  # IT tasks scored by ROUGE-L; the others have a closed set of answers
@@ -636,7 +671,11 @@ def it_task_scores(task_rows: Any, chance: Mapping[str, float]) -> Any:
 
 
 def per_task_table(task_rows: Any, models: Sequence[str]) -> Any:
-    """Mean ROUGE-L per task (rows) and model (columns)."""
+    """Mean ROUGE-L per task (rows) and model (columns); no rows without IT runs."""
+    import pandas as pd
+
+    if not len(task_rows):
+        return pd.DataFrame(columns=["task", *models])
     return task_rows.groupby(["task", "model"])["rougeL"].mean().unstack("model")[list(models)].reset_index()
 
 
@@ -658,10 +697,13 @@ def with_latency(summary: Any, latency: Mapping[str, Mapping[int, Sequence[float
 def paired_gains(pt_loss: Mapping[tuple[str, int], float], it_rougeL: Mapping[tuple[str, int], float], model: str,
                  base: str, seeds: Sequence[int]) -> dict[str, list]:
     """{'seeds', 'pt_loss_gain', 'it_rougeL_gain'} over the seeds both models ran (values keyed (model, seed)):
-    PT gain = loss(base) − loss(model), IT gain = ROUGE-L(model) − ROUGE-L(base); positive favours `model`."""
+    PT gain = loss(base) − loss(model), IT gain = ROUGE-L(model) − ROUGE-L(base); positive favours `model`.
+    'it_rougeL_gain' is left out when `it_rougeL` is empty (no IT analogue ran)."""
     both = [s for s in seeds if (model, s) in pt_loss and (base, s) in pt_loss]
-    return {"seeds": both, "pt_loss_gain": [pt_loss[base, s] - pt_loss[model, s] for s in both],
-            "it_rougeL_gain": [it_rougeL[model, s] - it_rougeL[base, s] for s in both]}
+    out = {"seeds": both, "pt_loss_gain": [pt_loss[base, s] - pt_loss[model, s] for s in both]}
+    if it_rougeL:
+        out["it_rougeL_gain"] = [it_rougeL[model, s] - it_rougeL[base, s] for s in both]
+    return out
 
 
 def latency_ratios(latency_ms: Mapping[str, Mapping[int, float]], models: Sequence[str], seeds: Sequence[int]
@@ -709,7 +751,7 @@ def claims_table(claims: Mapping[str, Mapping[str, Any]]) -> Any:
                 v = np.asarray(r["values"])
                 rows.append(row(name, f"latency L-S / {key.removeprefix('ratio_to_')}", LATENCY_PAPER, v, "-"))
             continue
-        for what in ("pt_loss_gain", "it_rougeL_gain"):
+        for what in (w for w in ("pt_loss_gain", "it_rougeL_gain") if w in c):
             v = np.asarray(c[what])
             rows.append(row(name, what, c["paper"], v, f"{int((v > 0).sum())}/{len(v)}"))
     return pd.DataFrame(rows)

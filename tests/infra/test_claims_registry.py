@@ -92,3 +92,15 @@ def test_it_claims_are_judged_only_where_both_models_clear_the_constant_answer_f
     row = report.evaluate(t2, no_tree)  # scores not recorded: no data, which the registry test reports
     assert row["n"] == 0 and row["reason"].startswith(report.NO_DATA)
     assert "clear chance" in report.describe(t2.measure)
+
+
+def test_t2_says_why_when_the_sizes_preset_leaves_the_it_analogue_out():
+    t2 = claims.BY_ID["T2"]
+    learnt = {"mean": 0.4, "lo": 0.35, "hi": 0.45, "chance": 0.3, "above_chance": 1, "seeds": 3, "over_seeds": 1}
+    row = report.evaluate(t2, _it_scores(learnt, learnt), params={"sizes": {"it": {"steps": 60}}})
+    assert "`it: null`" not in row["reason"] and claims._runs_it({"sizes": {"it": {"steps": 60}}}) is None
+    row = report.evaluate(t2, {"sizes": {"claims": {"S-S beats dec-S": {"pt_loss_gain": [0.1] * 3}}}},
+                          params={"sizes": {"it": None}})
+    assert row["verdict"] == report.NOT_MEASURED and row["n"] == 0
+    assert "`it: null`" in row["reason"] and "not run at this scale" in row["reason"] and "chance" in row["reason"]
+    assert not row["reason"].startswith(report.NO_DATA)

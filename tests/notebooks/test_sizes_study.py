@@ -288,3 +288,30 @@ def test_metrics_record(tok, up):
     summary = ss.with_latency(st.summary_table(ss.pt_table(pt_runs, models), ss.it_table(it_runs, models)), latency)
     assert summary.set_index("model")["latency / dec-S"].to_dict() == pytest.approx({"S-S": 0.5, "L-S": 0.75,
                                                                                       "dec-S": 1.0})
+
+
+def test_a_preset_without_the_it_analogue_runs_the_rest(tok, up):
+    """`it: null` (the cpu preset): no IT data or runs, NaN IT scores, no IT gains, keys or task scores in the
+    record, inference FLOPs of the latency run's shape; IT itself refuses to be read."""
+    models, pt_runs, it_full, latency = _runs()
+    st = study(tok, up, models=models, it=None)
+    assert not st.runs_it and study(tok, up).runs_it
+    with pytest.raises(RuntimeError, match="it: null"):
+        _ = st.IT
+    assert st.generation_shape() == (st.P["latency"]["prompt_len"], st.P["latency"]["new_tokens"])
+    assert st.generation_flops("S-S") > 0
+    runs, tasks, samples = st.run_it(log=None)
+    assert len(runs) == len(tasks) == len(samples) == 0 and {"model", "seed", "rougeL"} <= set(runs.columns)
+    assert st.it_task_scores(tasks) is None and list(ss.per_task_table(tasks, models).columns) == ["task", *models]
+    table = ss.it_table(runs, models)
+    assert list(table["model"]) == models and table["rougeL mean"].isna().all() and table["rougeL std"].isna().all()
+    c = ss.claims(pt_runs, runs, latency, models, st.seeds)
+    assert "it_rougeL_gain" not in c["S-S beats dec-S"] and c["S-S beats dec-S"]["pt_loss_gain"]
+    assert list(ss.claims_table(c)["measure"][:2]) == ["pt_loss_gain", "pt_loss_gain"]
+    m = st.metrics(pt_runs, runs, latency, c, total_seconds=1.0, task_rows=tasks)
+    assert not {"it_rougeL", "it_exact_match", "it_token_f1", "task_scores"} & set(m)
+    summary = st.summary_table(ss.pt_table(pt_runs, models), table)
+    assert summary["rougeL mean"].isna().all() and summary["PT loss"].notna().all()
+    # a model with one IT seed keeps std 0, one without runs NaN
+    one = ss.it_table(it_full[(it_full["model"] != "dec-S") & (it_full["seed"] == 0)], models).set_index("model")
+    assert one.loc["S-S", "rougeL std"] == 0.0 and np.isnan(one.loc["dec-S", "rougeL mean"])
