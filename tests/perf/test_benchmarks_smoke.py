@@ -22,6 +22,7 @@ NUM = r"(?:\d+\.\d+|nan)"
                         rf"adamw={NUM} forward={NUM}( loaded)?"),
     ("generate_flags.py", r"# after: loadavg .*"),
     ("gpu_mfu.py", rf"mfu_bf16_vs_989TFLOPs quick={NUM}"),
+    ("bf16_dots.py", r"# after: loadavg .*"),
 ])
 def test_benchmark_quick_last_line(script, pattern):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
