@@ -80,12 +80,40 @@ def steps(model: str, setup: common.Setup) -> dict:
             "bf16 (fp32-acc dots)": make("bfloat16", True)}
 
 
+def thunk_summary(folder: str) -> dict[str, float]:
+    """Seconds per class of XLA CPU thunk (dots = `ynn_fusion`, converts, copies, other fusions by name) in the
+    perfetto trace(s) under `folder`; host-side Python frames and executor waits are left out."""
+    import collections
+    import glob
+    import gzip
+    import json
+    import re
+
+    out: collections.Counter = collections.Counter()
+    skip = ("Thunk", "asarray", "Pjit", "PjRt", "ParseArguments", "trace", "wrapper", "__", "Await")
+    for path in glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True):
+        with gzip.open(path, "rt") as f:
+            events = json.load(f)
+        events = events.get("traceEvents", events) if isinstance(events, dict) else events
+        for e in events:
+            name = e.get("name", "")
+            if e.get("ph") != "X" or name.startswith("$") or any(k in name for k in skip):
+                continue
+            key = re.sub(r"[._]\d+$", "", name)
+            key = ("dots (ynn_fusion)" if key.startswith("ynn") else "converts" if "convert" in key else
+                   "copies / transposes" if "copy" in key or "transpose" in key else key)
+            out[key] += float(e.get("dur", 0.0)) / 1e6
+    return dict(out.most_common())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the steps")
     ap.add_argument("--steps", type=int, default=2, help="timed steps per variant and round")
     ap.add_argument("--models", default="decoder,encdec")
     ap.add_argument("--quick", action="store_true", help="tiny shapes and model (a smoke run)")
+    ap.add_argument("--trace", metavar="DIR", help="also trace 2 steps of each variant (run with XLA_FLAGS="
+                    "--xla_cpu_enable_xprof_traceme=true) and print ms per step by thunk class")
     args = ap.parse_args()
     setup = common.QUICK if args.quick else common.FULL
     print(f"# before: {common.load_note()}")
@@ -105,6 +133,17 @@ def main() -> None:
         for name, ts in times.items():
             ts = sorted(ts)
             print(f"step {model:8s} {name:22s} median {ts[len(ts) // 2] * 1e3:8.1f} ms  min {ts[0] * 1e3:8.1f} ms")
+        if args.trace:
+            import jax
+
+            for i, (name, run) in enumerate(fns.items()):
+                folder = f"{args.trace}/{model}-{i}"
+                with jax.profiler.trace(folder, create_perfetto_trace=True):
+                    for _ in range(2):
+                        run()
+                summary = thunk_summary(folder)
+                print(f"trace {model:8s} {name:22s} {sum(summary.values()) / 2 * 1e3:7.1f} ms/step of thunks: "
+                      + ", ".join(f"{k} {v / 2 * 1e3:.1f}" for k, v in list(summary.items())[:6]))
     print(f"# after: {common.load_note()}")
 
 
