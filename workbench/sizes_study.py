@@ -624,12 +624,7 @@ def it_table(it_runs: Any, models: Sequence[str]) -> Any:
     IT runs (every model, when the preset has `it: null`)."""
     out = it_runs.groupby("model", sort=False)[list(IT_SCORES)].agg(["mean", "std"]).astype(float)
     out.columns = [f"{a} {b}" for a, b in out.columns]
-    ran = set(it_runs["model"])
-    out = out.reindex(list(models))
-    std_cols = [c for c in out.columns if c.endswith(" std")]
-    out.loc[out.index.isin(ran), std_cols] = out.loc[out.index.isin(ran), std_cols].fillna(0.0)
-    out.index.name = "model"
-    return out.reset_index()
+    return out.fillna(0.0).reindex(list(models)).rename_axis("model").reset_index()
 
 
 GENERATIVE = frozenset({"definition"})  # IT tasks scored by ROUGE-L; the others have a closed set of answers
