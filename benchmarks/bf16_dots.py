@@ -84,25 +84,17 @@ def thunk_summary(folder: str) -> dict[str, float]:
     """Seconds per class of XLA CPU thunk (dots = `ynn_fusion`, converts, copies, other fusions by name) in the
     perfetto trace(s) under `folder`; host-side Python frames and executor waits are left out."""
     import collections
-    import glob
-    import gzip
-    import json
     import re
 
     out: collections.Counter = collections.Counter()
     skip = ("Thunk", "asarray", "Pjit", "PjRt", "ParseArguments", "trace", "wrapper", "__", "Await")
-    for path in glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True):
-        with gzip.open(path, "rt") as f:
-            events = json.load(f)
-        events = events.get("traceEvents", events) if isinstance(events, dict) else events
-        for e in events:
-            name = e.get("name", "")
-            if e.get("ph") != "X" or name.startswith("$") or any(k in name for k in skip):
-                continue
-            key = re.sub(r"[._]\d+$", "", name)
-            key = ("dots (ynn_fusion)" if key.startswith("ynn") else "converts" if "convert" in key else
-                   "copies / transposes" if "copy" in key or "transpose" in key else key)
-            out[key] += float(e.get("dur", 0.0)) / 1e6
+    for _, name, dur in common.trace_events(folder):
+        if name.startswith("$") or any(k in name for k in skip):
+            continue
+        key = re.sub(r"[._]\d+$", "", name)
+        key = ("dots (ynn_fusion)" if key.startswith("ynn") else "converts" if "convert" in key else
+               "copies / transposes" if "copy" in key or "transpose" in key else key)
+        out[key] += dur / 1e6
     return dict(out.most_common())
 
 

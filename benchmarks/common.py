@@ -181,3 +181,22 @@ def jax_env(devices: int = 1, eigen: bool = True, extra: str = "") -> dict[str, 
 def torch_env(threads: int, cache_dir: str) -> dict[str, str]:
     return {"TORCHINDUCTOR_CACHE_DIR": cache_dir, "OMP_NUM_THREADS": str(threads),
             "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def trace_events(folder: str) -> list[tuple[str, str, float]]:
+    """(process name, event name, microseconds) of every complete ('X') event in the perfetto trace(s) that
+    `jax.profiler.trace(folder, create_perfetto_trace=True)` wrote under `folder`."""
+    import glob
+    import gzip
+    import json
+
+    out = []
+    for path in glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True):
+        with gzip.open(path, "rt") as f:
+            events = json.load(f)
+        events = events.get("traceEvents", events) if isinstance(events, dict) else events
+        procs = {e["pid"]: e.get("args", {}).get("name", "") for e in events
+                 if e.get("ph") == "M" and e.get("name") == "process_name"}
+        out += [(procs.get(e.get("pid"), ""), e.get("name", "?"), float(e.get("dur", 0.0)))
+                for e in events if e.get("ph") == "X"]
+    return out

@@ -164,21 +164,16 @@ def trace_summary(folder: str, top: int = 30) -> str:
     """Device time by op name (and by class: matmul / attention-fusion / other fusion / copy) of the perfetto
     trace(s) under `folder`, from the processes that are not the host."""
     import collections
-    import glob
-    import gzip
-    import json
 
+    import common
+
+    events = common.trace_events(folder)
+    procs = {p for p, _, _ in events if p}  # events of a process without a name are not counted
+    device = {p for p in procs if "host" not in p.lower()} or procs
     by_name: collections.Counter = collections.Counter()
-    for path in glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True):
-        with gzip.open(path, "rt") as f:
-            events = json.load(f)
-        events = events.get("traceEvents", events) if isinstance(events, dict) else events
-        procs = {e["pid"]: e.get("args", {}).get("name", "") for e in events
-                 if e.get("ph") == "M" and e.get("name") == "process_name"}
-        device = {pid for pid, n in procs.items() if "host" not in n.lower()} or set(procs)
-        for e in events:
-            if e.get("ph") == "X" and e.get("pid") in device:
-                by_name[e.get("name", "?")] += float(e.get("dur", 0.0))
+    for proc, name, dur in events:
+        if proc in device:
+            by_name[name] += dur
     total = sum(by_name.values()) or 1.0
     classes: collections.Counter = collections.Counter()
     for n, d in by_name.items():
