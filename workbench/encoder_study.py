@@ -168,11 +168,12 @@ def bucketed_predict(fn: Any, params: Params, tokens: np.ndarray, rows_per_batch
 class Study:
     """Finetuning runs of encoders made from one decoder (`stack`, `params`) on `data` (name -> `task_data`).
 
-    Settings are shared by every run: `epochs` of each task's training subset at `batch_size` (int, or per task;
-    `steps`, if set, fixes the number of updates instead), AdamW at `learning_rate` with a linear warm-up over
-    `warmup_fraction` of the steps then cosine decay to a tenth, `weight_decay`, dropout `stack_dropout` inside
-    the stack. `init(config, key)` replaces the default initialisation (the decoder `params` made bidirectional
-    with a fresh head: `adapt.decoder_to_encoder_only`), e.g. an encoder-decoder's encoder or random weights.
+    Settings are shared by every run: `epochs` of each task's training subset (a number, or per task) at
+    `batch_size` (int, or per task; `steps`, if set, fixes the number of updates instead), AdamW at
+    `learning_rate` with a linear warm-up over `warmup_fraction` of the steps then cosine decay to a tenth,
+    `weight_decay`, dropout `stack_dropout` inside the stack. `init(config, key)` replaces the default
+    initialisation (the decoder `params` made bidirectional with a fresh head: `adapt.decoder_to_encoder_only`),
+    e.g. an encoder-decoder's encoder or random weights.
     `store`: a folder where finished runs are kept (resume); `peak_flops`: the machine's matmul rate for the
     utilisation figures.
     """
@@ -183,7 +184,7 @@ class Study:
     learning_rate: float = 3e-5
     warmup_fraction: float = 0.1
     weight_decay: float = 0.0
-    epochs: float = 1.0
+    epochs: float | Mapping[str, float] = 1.0
     batch_size: int | Mapping[str, int] = 16
     eval_rows: int = 64
     pooling_heads: int = 4
@@ -197,8 +198,12 @@ class Study:
     _fns: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.learning_rate <= 0 or not 0 <= self.warmup_fraction < 1:
-            raise ValueError("Study needs epochs > 0, learning_rate > 0 and 0 <= warmup_fraction < 1")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_fraction < 1:
+            raise ValueError("Study needs learning_rate > 0 and 0 <= warmup_fraction < 1")
+        if isinstance(self.epochs, Mapping) and (missing := sorted(set(self.data) - set(self.epochs))):
+            raise ValueError(f"epochs per task names no value for {missing}")
+        if bad := [t for t in self.data if self.task_epochs(t) <= 0]:
+            raise ValueError(f"Study needs epochs > 0 (not for {bad})")
         for task, d in self.data.items():
             top = max(int(d[split]["tokens"].max()) for split in ("train", "test"))
             if top >= self.stack.vocab_size:
@@ -212,6 +217,10 @@ class Study:
                                  task=d["kind"], num_labels=d["num_labels"], dropout_rate=float(v.dropout),
                                  pooling_heads=self.pooling_heads, causal=v.attention == "causal")
 
+    def task_epochs(self, task: str) -> float:
+        """Passes over `task`'s training subset (`epochs`, or its entry when given per task)."""
+        return float(self.epochs[task] if isinstance(self.epochs, Mapping) else self.epochs)
+
     def batch(self, task: str) -> int:
         return int(self.batch_size[task] if isinstance(self.batch_size, Mapping) else self.batch_size)
 
@@ -220,7 +229,7 @@ class Study:
         wrap around)."""
         if self.steps is not None:
             return int(self.steps)
-        return max(1, math.ceil(self.epochs * len(self.data[task]["train"]["labels"]) / self.batch(task)))
+        return max(1, math.ceil(self.task_epochs(task) * len(self.data[task]["train"]["labels"]) / self.batch(task)))
 
     def train_flops(self, task: str, v: Variant) -> float:
         """Matmul FLOPs of one run's training steps at the padded length (forward + backward = 3 x forward)."""

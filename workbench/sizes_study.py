@@ -34,7 +34,7 @@ import numpy as np
 from workbench import adapt, evaluate, flops, generate, objectives, recipes, uncertainty, zoo
 from workbench import notebook as nb
 from workbench.clock import Clock
-from workbench.config import EncDecConfig, GemmaConfig
+from workbench.config import EncDecConfig, GemmaConfig, encdec_config
 from workbench.data import lm_arrays, load_corpus, load_task, tokenize_seq2seq
 from workbench.data.pipeline import prompt_rows_that_fit
 from workbench.models import model_for
@@ -103,10 +103,9 @@ def upstream(name_or_dir: str, scale: str, stand_in_for: str, role: str) -> Upst
     return cfg, params, fingerprint(zoo.path(ref))
 
 
-def packed_rows(corpus_split: Any, tokenizer: Any, n_rows: int, seq_len: int, seed: int = 0,
-                name: str | None = None) -> np.ndarray:
-    """[n_rows, seq_len] full rows packed (EOS-separated) from random documents of a `datasets` split (the
-    documents fixed by `seed`). ValueError naming the split (`name`, else the split's own) when too few."""
+def packed_texts(corpus_split: Any, n_rows: int, seq_len: int, seed: int = 0) -> list[str]:
+    """The documents `packed_rows` packs: random documents of the split (order fixed by `seed`, each cut at
+    40,000 characters) until they hold ~4.5 characters per token of `n_rows` x `seq_len`."""
     order = np.random.default_rng(seed).permutation(len(corpus_split))
     need, texts, chars = int(n_rows * seq_len * 4.5) + 2000, [], 0  # ~3.7 characters per token
     for start in range(0, len(order), 256):
@@ -115,7 +114,15 @@ def packed_rows(corpus_split: Any, tokenizer: Any, n_rows: int, seq_len: int, se
             chars += len(texts[-1])
         if chars >= need:
             break
-    rows_NxL = lm_arrays(texts, tokenizer, seq_len)
+    return texts
+
+
+def packed_rows(corpus_split: Any, tokenizer: Any, n_rows: int, seq_len: int, seed: int = 0,
+                name: str | None = None) -> np.ndarray:
+    """[n_rows, seq_len] full rows packed (EOS-separated) from random documents of a `datasets` split (the
+    documents fixed by `seed`: `packed_texts`). ValueError naming the split (`name`, else the split's own) when
+    too few."""
+    rows_NxL = lm_arrays(packed_texts(corpus_split, n_rows, seq_len, seed), tokenizer, seq_len)
     rows_NxL = rows_NxL[(rows_NxL != 0).sum(1) == seq_len]  # full rows only
     if len(rows_NxL) < n_rows:
         split = name or (str(corpus_split.split) if getattr(corpus_split, "split", None) else "corpus split")
@@ -250,8 +257,10 @@ class SizesStudy:
         return s
 
     def model_config(self, m: str) -> GemmaConfig | EncDecConfig:
+        """The decoder-only source, or the encoder-decoder of its sources in their family's T5Gemma style
+        (`encdec_config`: Gemma 2 untied and separate attention, Gemma 3 tied and merged as T5Gemma 2)."""
         s, cfg = self.spec(m), {r: u[0] for r, u in self.upstream.items()}
-        return EncDecConfig(cfg[s["enc"]], cfg[s["dec"]]) if s["kind"] == "encdec" else cfg[s["dec"]]
+        return encdec_config(cfg[s["enc"]], cfg[s["dec"]]) if s["kind"] == "encdec" else cfg[s["dec"]]
 
     def teacher_role(self, m: str) -> str:
         """The KD teacher: the model's decoder source (`teacher: decoder_half`) or the preset's role."""

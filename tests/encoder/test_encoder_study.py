@@ -147,3 +147,15 @@ def test_custom_init_fixed_steps_and_kept_params(data, DEC):
     assert set(params) >= {"encoder"}
     study.run("sentiment_binary", es.Variant(attention="causal"), 0, keep=True)
     assert len(calls) == 2  # held: not trained a third time
+
+
+def test_epochs_per_task(data, DEC):
+    """`epochs` may be given per task (updates follow each task's own), and must name every task, each > 0."""
+    kw = dict(learning_rate=1e-3, batch_size={"sentiment_binary": 8, "retrieval": 2}, eval_rows=8)
+    study = es.Study(DEC, None, data, epochs={"sentiment_binary": 3, "retrieval": 1}, **kw)
+    assert study.updates("sentiment_binary") == 9 and study.updates("retrieval") == 3
+    assert study.task_epochs("sentiment_binary") == 3.0
+    with pytest.raises(ValueError, match="retrieval"):
+        es.Study(DEC, None, data, epochs={"sentiment_binary": 3}, **kw)
+    with pytest.raises(ValueError, match="epochs > 0"):
+        es.Study(DEC, None, data, epochs={"sentiment_binary": 3, "retrieval": 0}, **kw)
