@@ -225,16 +225,23 @@ def _dropout_pair(params: Mapping[str, Any]) -> str | None:
     return f"the run compares dropout {default:g} with {low:g}, not 0.1 with 0"
 
 
+def _random_model(p: Mapping[str, Any]) -> str | None:
+    """The reason when an experiment's recorded `model` is a random stand-in, not a registered pretrained Gemma."""
+    from workbench import pretrained
+
+    if p["model"] in pretrained.REGISTRY:
+        return None
+    return f"the run's model {p['model']!r} is a random stand-in, not a pretrained Gemma (smoke preset)"
+
+
 def _real_variant(task: str, change: Mapping[str, Any] | None = None) -> Check:
     """G-claims: the reason when the real-encoder run did not use a pretrained model, skipped `task`, or lacks
     the one-knob `change` of its default on that task."""
 
     def check(params: Mapping[str, Any]) -> str | None:
-        from workbench import pretrained
-
         p = params["real_encoder"]
-        if p["model"] not in pretrained.REGISTRY:
-            return f"the run's model {p['model']!r} is a random stand-in, not a pretrained Gemma (smoke preset)"
+        if why := _random_model(p):
+            return why
         if task not in p["variants"]:
             return f"this run's real_encoder preset has no {task} task (`variants`){LEFT_OUT}"
         if change is not None and dict(change) not in [dict(c) for c in p["variants"][task]]:
@@ -283,14 +290,12 @@ def _runs_it(params: Mapping[str, Any]) -> str | None:
 
 def _real_t5gemma(params: Mapping[str, Any]) -> str | None:
     """R-claims: the reason when the real-T5Gemma preset does not run its study, or runs a random model."""
-    from workbench import pretrained, real_t5gemma
+    from workbench import real_t5gemma
 
     p = params["real_t5gemma"]
     if why := real_t5gemma.not_run_reason(p):
         return f"{why}: not run at this scale"
-    if p["model"] not in pretrained.REGISTRY:
-        return f"the run's model {p['model']!r} is a random stand-in, not a pretrained Gemma (smoke preset)"
-    return None
+    return _random_model(p)
 
 
 _RT = "real_t5gemma/claims/S-S beats dec-S"
