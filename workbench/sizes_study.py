@@ -710,23 +710,39 @@ def paired_gains(pt_loss: Mapping[tuple[str, int], float], it_rougeL: Mapping[tu
     return out
 
 
-def latency_ratios(latency_ms: Mapping[str, Mapping[int, float]], models: Sequence[str], seeds: Sequence[int]
-                   ) -> dict[str, dict[str, list]]:
-    """other -> {'seeds', 'values': L-S's ms/token over the other's, per seed both were timed} for each of
-    `LATENCY_OTHERS` in `models` (empty without L-S)."""
+def latency_ratios(latency: Mapping[str, Mapping[int, Sequence[float]]], models: Sequence[str], seeds: Sequence[int],
+                   blocks: int = 1) -> dict[str, dict[str, list]]:
+    """other -> {'seeds', 'blocks', 'values'} for each of `LATENCY_OTHERS` in `models` (empty without L-S): each
+    seed's timed runs (model -> seed -> ms per run, in round order) cut into `blocks` consecutive timing blocks,
+    and per block L-S's median ms/token over the other's. The rounds interleave the models (`SizesStudy._timed`),
+    so a block's two medians share the machine's state. Latency does not depend on the weights (greedy generation
+    of a fixed token count), so the timing block, not the seed, is the replicate: 'seeds' and 'blocks' name each
+    value's seed and block."""
+    if blocks < 1:
+        raise ValueError(f"latency blocks must be >= 1, got {blocks}")
     out: dict[str, dict[str, list]] = {}
     if "L-S" not in models:
         return out
     for other in (o for o in LATENCY_OTHERS if o in models):
-        both = [s for s in seeds if s in latency_ms["L-S"] and s in latency_ms[other]]
-        out[other] = {"seeds": both, "values": [latency_ms["L-S"][s] / latency_ms[other][s] for s in both]}
+        r: dict[str, list] = {"seeds": [], "blocks": [], "values": []}
+        for s in (s for s in seeds if s in latency["L-S"] and s in latency[other]):
+            a, b = np.asarray(latency["L-S"][s]), np.asarray(latency[other][s])
+            if len(a) != len(b) or len(a) < blocks:
+                raise ValueError(f"seed {s}: L-S has {len(a)} timed runs, {other} {len(b)}; {blocks} blocks need "
+                                 f"the same number of runs, at least one per block")
+            for k, idx in enumerate(np.array_split(np.arange(len(a)), blocks)):
+                r["seeds"].append(s)
+                r["blocks"].append(k)
+                r["values"].append(float(np.median(a[idx]) / np.median(b[idx])))
+        out[other] = r
     return out
 
 
 def claims(pt_runs: Any, it_runs: Any, latency: Mapping[str, Mapping[int, Sequence[float]]], models: Sequence[str],
-           seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
+           seeds: Sequence[int], latency_blocks: int = 1) -> dict[str, dict[str, Any]]:
     """name -> per-seed evidence of every claim whose models ran: `paired_gains` plus the paper's 'paper' text for
-    `PAIRED_CLAIMS`, and `LATENCY_CLAIM` -> {'ratio_to_<other>': `latency_ratios`} when L-S was timed."""
+    `PAIRED_CLAIMS`, and `LATENCY_CLAIM` -> {'ratio_to_<other>': `latency_ratios` over `latency_blocks` timing
+    blocks per seed} when L-S was timed."""
     final = pt_runs[pt_runs["step"] > 0]
     pt_by = {(r.model, r.seed): r.pt_loss for r in final.itertuples()}
     it_by = {(r.model, r.seed): r.rougeL for r in it_runs.itertuples()}
@@ -734,26 +750,30 @@ def claims(pt_runs: Any, it_runs: Any, latency: Mapping[str, Mapping[int, Sequen
     for name, model, base, paper in PAIRED_CLAIMS:
         if model in models and base in models:
             out[name] = {**paired_gains(pt_by, it_by, model, base, seeds), "paper": paper}
-    if ratios := latency_ratios(latency_medians(latency), models, seeds):
+    if ratios := latency_ratios(latency, models, seeds, latency_blocks):
         out[LATENCY_CLAIM] = {f"ratio_to_{o}": r for o, r in ratios.items()}
     return out
 
 
 def claims_table(claims: Mapping[str, Mapping[str, Any]]) -> Any:
-    """One row per claim and measure: the paper's statement, mean, std (ddof 1; 0 for one seed), seeds, and in how
-    many seeds a gain is positive ('-' for latency ratios)."""
+    """One row per claim and measure: the paper's statement, mean, std (ddof 1; 0 for one value), seeds, values
+    ('n': one per seed, or per timing block for latency ratios), and in how many seeds a gain is positive ('-' for
+    latency ratios)."""
     import pandas as pd
 
-    def row(claim: str, measure: str, paper: str, v: np.ndarray, positive: str) -> dict[str, Any]:
+    def row(claim: str, measure: str, paper: str, v: np.ndarray, positive: str, seeds: int | None = None
+            ) -> dict[str, Any]:
         return {"claim": claim, "measure": measure, "paper": paper, "mean": v.mean(),
-                "std": v.std(ddof=1) if len(v) > 1 else 0.0, "seeds": len(v), "positive in": positive}
+                "std": v.std(ddof=1) if len(v) > 1 else 0.0, "seeds": len(v) if seeds is None else seeds,
+                "n": len(v), "positive in": positive}
 
     rows = []
     for name, c in claims.items():
         if name == LATENCY_CLAIM:
             for key, r in c.items():
                 v = np.asarray(r["values"])
-                rows.append(row(name, f"latency L-S / {key.removeprefix('ratio_to_')}", LATENCY_PAPER, v, "-"))
+                rows.append(row(name, f"latency L-S / {key.removeprefix('ratio_to_')}", LATENCY_PAPER, v, "-",
+                                len(set(r["seeds"]))))
             continue
         for what in (w for w in ("pt_loss_gain", "it_rougeL_gain") if w in c):
             v = np.asarray(c[what])

@@ -52,7 +52,8 @@ def test_reproduce_smoke_chain(tmp_path):
         series = [v if isinstance(v, dict) else {"seeds": claim["seeds"], "values": v}
                   for k, v in claim.items() if k != "seeds"]
         assert series and all(len(s["values"]) == len(s["seeds"]) for s in series), (name, claim)
-    assert len(sizes["claims"]["L-S has S-like latency"]["ratio_to_S-S"]["values"]) == len(sizes["seeds"])
+    blocks = yaml.safe_load((REPO / "notebooks" / "params" / "sizes" / "smoke.yaml").read_text())["latency"]["blocks"]
+    assert len(sizes["claims"]["L-S has S-like latency"]["ratio_to_S-S"]["values"]) == blocks * len(sizes["seeds"])
     enc = json.loads((tmp_path / "results" / "gemma_encoder" / "metrics.json").read_text())["metrics"]
     for claim in ("bidirectional_gt_causal", "simple_pooling_ge_attention", "dropout_effect", "adapted_gt_scratch",
                   "encdec_encoder_gt_decoder_encoder"):

@@ -234,13 +234,20 @@ def test_paired_gains_are_positive_when_the_claim_holds():
     assert g["it_rougeL_gain"] == pytest.approx([0.1, -0.15])  # rougeL(model) - rougeL(base)
 
 
-def test_latency_ratios_per_seed():
-    med = {"L-S": {0: 2.0, 1: 3.0}, "S-S": {0: 1.0, 1: 2.0}, "dec-L": {0: 4.0}, "L-S-nowarm": {0: 9.0}}
-    r = ss.latency_ratios(med, ["S-S", "L-S", "L-S-nowarm", "dec-L"], [0, 1])
+def test_latency_ratios_per_timing_block():
+    runs = {"L-S": {0: [2.0, 2.0, 4.0, 4.0], 1: [3.0, 3.0, 3.0, 3.0]}, "S-S": {0: [1.0, 1.0, 1.0, 1.0],
+            1: [2.0, 2.0, 2.0, 2.0]}, "dec-L": {0: [4.0, 4.0, 8.0, 8.0]}, "L-S-nowarm": {0: [9.0] * 4}}
+    r = ss.latency_ratios(runs, ["S-S", "L-S", "L-S-nowarm", "dec-L"], [0, 1], blocks=2)
     assert list(r) == ["S-S", "dec-L"]  # L-S-nowarm is no latency baseline
-    assert r["S-S"] == {"seeds": [0, 1], "values": pytest.approx([2.0, 1.5])}
-    assert r["dec-L"] == {"seeds": [0], "values": [0.5]}
-    assert ss.latency_ratios(med, ["S-S", "dec-L"], [0, 1]) == {}
+    # consecutive blocks of each seed's rounds: a block's ratio of medians, not a seed's
+    assert r["S-S"] == {"seeds": [0, 0, 1, 1], "blocks": [0, 1, 0, 1], "values": pytest.approx([2.0, 4.0, 1.5, 1.5])}
+    assert r["dec-L"] == {"seeds": [0, 0], "blocks": [0, 1], "values": [0.5, 0.5]}
+    assert ss.latency_ratios(runs, ["S-S", "L-S"], [0], blocks=1)["S-S"]["values"] == [3.0]  # median of [2, 2, 4, 4]
+    assert ss.latency_ratios(runs, ["S-S", "dec-L"], [0, 1]) == {}
+    with pytest.raises(ValueError, match="5 blocks"):
+        ss.latency_ratios(runs, ["S-S", "L-S"], [0], blocks=5)
+    with pytest.raises(ValueError, match=">= 1"):
+        ss.latency_ratios(runs, ["S-S", "L-S"], [0], blocks=0)
 
 
 def _runs():
@@ -262,11 +269,15 @@ def test_claims_and_their_table():
     assert c["L-S beats S-S"]["it_rougeL_gain"] == pytest.approx([0.1, 0.1])
     assert c["S-S beats dec-S"]["it_rougeL_gain"] == pytest.approx([-0.2, -0.2])
     assert c["L-S beats S-S"]["paper"] == "9B-2B > 2B-2B by > 3 points"
-    assert c[ss.LATENCY_CLAIM]["ratio_to_S-S"] == {"seeds": [0, 1], "values": pytest.approx([1.5, 1.5])}
+    assert c[ss.LATENCY_CLAIM]["ratio_to_S-S"] == {"seeds": [0, 1], "blocks": [0, 0],
+                                                   "values": pytest.approx([1.5, 1.5])}  # medians 3 / 2
     t = ss.claims_table(c)
     assert list(t["measure"]) == ["pt_loss_gain", "it_rougeL_gain"] * 2 + ["latency L-S / S-S", "latency L-S / dec-S"]
     assert list(t["positive in"][:4]) == ["2/2", "2/2", "0/2", "0/2"] and t["seeds"].tolist() == [2] * 6
     assert t["mean"].iloc[-1] == pytest.approx(3.0 / 4.0)
+    blocked = ss.claims_table(ss.claims(pt_runs, it_runs, latency, models, [0, 1], latency_blocks=3))
+    lat = blocked[blocked["claim"] == ss.LATENCY_CLAIM]
+    assert lat["n"].tolist() == [6, 6] and lat["seeds"].tolist() == [2, 2]  # 3 one-run blocks per seed
 
 
 def test_metrics_record(tok, up):
