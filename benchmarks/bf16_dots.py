@@ -4,8 +4,10 @@ Dots: fp32 x fp32 -> fp32, bf16 x bf16 -> bf16, and bf16 x bf16 accumulated and 
 (`preferred_element_type`), the form a CPU with AVX-512 BF16 (`vdpbf16ps`) runs natively. Step: the benchmark
 decoder / encoder-decoder through the trainer's `Stepper` (as `train_throughput.py`), in fp32, with bf16
 activations (`GemmaConfig.dtype`, dots returning bf16 as `layers.matmul` does), and with bf16 activations whose
-`layers.matmul` dots accumulate and return fp32 (patched in this process only). Interleaved; quiet machine only
-(the load is printed before and after).
+`layers.matmul` dots accumulate and return fp32 (patched in this process only), and as the last with the params
+stored in bf16 (cast once: the bound of keeping bf16 weight copies, no per-step weight converts; AdamW then
+updates bf16 params, so it is a speed bound, not a training recipe). Interleaved; quiet machine only (the load is
+printed before and after).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def dot_rates(shapes, reps: int) -> list[dict]:
 
 
 def steps(model: str, setup: common.Setup) -> dict:
-    """{variant: zero-argument step}: fp32, bf16 activations, bf16 activations with fp32-accumulating dots."""
+    """{variant: zero-argument step}: fp32, bf16 activations, bf16 activations with fp32-accumulating dots, and
+    the same with bf16-stored params."""
     import jax
     import jax.numpy as jnp
 
@@ -60,24 +63,28 @@ def steps(model: str, setup: common.Setup) -> dict:
 
     enc, tgt = systems._batch(setup)
 
-    def make(dtype: str | None, patch: bool):
+    def bf16(params):
+        return jax.tree.map(lambda a: a.astype(jnp.bfloat16) if a.dtype == jnp.float32 else a, params)
+
+    def make(dtype: str | None, patch: bool, bf16_params: bool = False):
         layers.matmul = fp32_acc if patch else orig  # read when the step is traced (its warm-up runs)
+        stored = bf16 if bf16_params else (lambda p: p)
         try:
             if model == "decoder":
                 cfg = setup.gemma_config()
                 cfg = cfg.replace(dtype=dtype) if dtype else cfg
-                return systems.trainer_step(objectives.causal_lm_loss(cfg), decoder.init(cfg, jax.random.key(0)),
-                                            {"tokens": enc})
+                return systems.trainer_step(objectives.causal_lm_loss(cfg),
+                                            stored(decoder.init(cfg, jax.random.key(0))), {"tokens": enc})
             cfg = setup.encdec_config()
             if dtype:
                 cfg = cfg.replace(encoder=cfg.encoder.replace(dtype=dtype), decoder=cfg.decoder.replace(dtype=dtype))
-            return systems.trainer_step(objectives.encdec_seq2seq_loss(cfg), encdec.init(cfg, jax.random.key(0)),
-                                        {"inputs": enc, "targets": tgt})
+            return systems.trainer_step(objectives.encdec_seq2seq_loss(cfg),
+                                        stored(encdec.init(cfg, jax.random.key(0))), {"inputs": enc, "targets": tgt})
         finally:
             layers.matmul = orig
 
     return {"fp32": make(None, False), "bf16 (bf16 dots)": make("bfloat16", False),
-            "bf16 (fp32-acc dots)": make("bfloat16", True)}
+            "bf16 (fp32-acc dots)": make("bfloat16", True), "bf16 params (fp32-acc)": make("bfloat16", True, True)}
 
 
 def thunk_summary(folder: str) -> dict[str, float]:
