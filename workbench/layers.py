@@ -98,6 +98,85 @@ def _matmul_bwd(w_is_OxI, out_dtype, res, g):
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+_HEADS = ((0, 1), (0, 1))  # batch and kv-head axes of the head-major attention operands
+
+
+def _hdot(a: jnp.ndarray, b: jnp.ndarray, ca: int, cb: int, out_dtype: Any = None) -> jnp.ndarray:
+    """Batched dot over the leading [B, K] axes, contracting axis `ca` of a with axis `cb` of b."""
+    return jax.lax.dot_general(a, b, (((ca,), (cb,)), _HEADS), preferred_element_type=out_dtype)
+
+
+def _where_mask(mask_BxLxS: jnp.ndarray, x_BxKxMxS: jnp.ndarray, other: float) -> jnp.ndarray:
+    """where(mask, x, other) with the [B, L, S] mask broadcast over the kv heads and the G query heads of each
+    (M = G * L rows, a free reshape), so that the mask is never materialised G times."""
+    B, K, M, S = x_BxKxMxS.shape
+    L = mask_BxLxS.shape[1]
+    x = x_BxKxMxS.reshape(B, K, M // L, L, S)
+    return jnp.where(mask_BxLxS[:, None, None], x, other).reshape(B, K, M, S)
+
+
+def _attention_fwd_parts(q, k, v, mask, cap, probs_dtype):
+    logits = _hdot(q, k.astype(q.dtype), 3, 3, jnp.float32)
+    capped = soft_cap(logits, cap)
+    probs32 = jax.nn.softmax(_where_mask(mask, capped, NEG_INF), axis=-1)
+    return _hdot(probs32.astype(probs_dtype), v.astype(probs_dtype), 3, 2), capped, probs32
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _attention_core(q_BxKxMxh, k_BxKxSxh, v_BxKxSxh, mask_BxLxS, cap, probs_dtype):
+    """softmax(where(mask, soft_cap(q k^T), -inf)) v over head-major operands (M = G * L query rows per kv head).
+
+    The backward is written for XLA's CPU dots, as `matmul`'s: autodiff would contract the [M, S] probabilities
+    and score gradients over M, so XLA copied each of those (the largest tensors of the step) into [S, M]. Here
+    the small operand (q or the output gradient, [M, h]) is the one transposed: dk^T = q^T ds, dv^T = g^T p.
+    Same values as autodiff up to summation order; masked scores get exactly zero gradient (as `where`).
+    """
+    return _attention_fwd_parts(q_BxKxMxh, k_BxKxSxh, v_BxKxSxh, mask_BxLxS, cap, probs_dtype)[0]
+
+
+def _attention_core_fwd(q, k, v, mask, cap, probs_dtype):
+    out, capped, probs32 = _attention_fwd_parts(q, k, v, mask, cap, probs_dtype)
+    return out, (q, k, v, mask, None if cap is None else capped, probs32)
+
+
+def _attention_core_bwd(cap, probs_dtype, res, g_BxKxMxh):
+    q, k, v, mask, capped, probs32 = res
+    g = g_BxKxMxh.astype(probs_dtype)
+    dv_BxKxhxS = _hdot(jnp.swapaxes(g, 2, 3), probs32.astype(probs_dtype), 3, 2, jnp.float32)
+    dprobs = _hdot(g, v.astype(probs_dtype), 3, 3, jnp.float32)
+    dlogits = probs32 * (dprobs - jnp.sum(dprobs * probs32, axis=-1, keepdims=True))
+    if cap is not None:
+        t = capped / cap
+        dlogits = dlogits * (1.0 - t * t)
+    dlogits = _where_mask(mask, dlogits, 0.0).astype(q.dtype)
+    dq = _hdot(dlogits, k.astype(q.dtype), 3, 2, jnp.float32)
+    dk_BxKxhxS = _hdot(jnp.swapaxes(q, 2, 3), dlogits, 3, 2, jnp.float32)
+    return (dq.astype(q.dtype), jnp.swapaxes(dk_BxKxhxS, 2, 3).astype(k.dtype),
+            jnp.swapaxes(dv_BxKxhxS, 2, 3).astype(v.dtype), None)
+
+
+_attention_core.defvjp(_attention_core_fwd, _attention_core_bwd)
+
+
+def attend(q_BxLxKxGxh: jnp.ndarray, k_BxSxKxh: jnp.ndarray, v_BxSxKxh: jnp.ndarray, mask_BxLxS: jnp.ndarray,
+           cap: float | None, probs_dtype: Any = jnp.float32) -> jnp.ndarray:
+    """Grouped-query attention of pre-scaled queries: fp32 scores, soft-cap, mask, fp32 softmax, probabilities
+    in `probs_dtype` times v. Returns [B, L, K, G, h].
+
+    Computed head-major ([B, K, G * L, h] queries against [B, K, S, h] keys), so that the dots see their
+    contracting axes where XLA's CPU dots want them and the [B, K, G * L, S] scores are never transposed (the
+    einsum form made XLA transpose the scores and their gradients: 2x slower here, fwd + bwd). The mask
+    broadcasts over B and L as usual.
+    """
+    B, L, K, G, h = q_BxLxKxGxh.shape
+    S = k_BxSxKxh.shape[1]
+    q = jnp.transpose(q_BxLxKxGxh, (0, 2, 3, 1, 4)).reshape(B, K, G * L, h)
+    k, v = jnp.transpose(k_BxSxKxh, (0, 2, 1, 3)), jnp.transpose(v_BxSxKxh, (0, 2, 1, 3))
+    mask = jnp.broadcast_to(mask_BxLxS, (mask_BxLxS.shape[0], L, S))
+    out_BxKxMxh = _attention_core(q, k, v, mask, cap, jnp.dtype(probs_dtype))
+    return jnp.transpose(out_BxKxMxh.reshape(B, K, G, L, h), (0, 3, 1, 2, 4))
+
+
 class Dense(nn.Module):
     """Bias-free linear layer ('kernel' [in, out], as `nn.Dense`), computed with `matmul`."""
 
@@ -219,13 +298,8 @@ class Attention(nn.Module):
                 cache = None if self_cache is None else (self_cache, cross_cache)
 
         q_BxLxHxh = q_BxLxHxh * jnp.asarray(cfg.query_pre_attn_scalar ** -0.5, q_BxLxHxh.dtype)
-        q_BxLxKxGxh = q_BxLxHxh.reshape(B, L, K, H // K, h)
-        logits_BxKxGxLxS = jnp.einsum("blkgh,bskh->bkgls", q_BxLxKxGxh, k_BxSxKxh.astype(q_BxLxHxh.dtype),
-                                      preferred_element_type=jnp.float32)
-        logits_BxKxGxLxS = soft_cap(logits_BxKxGxLxS, cfg.attn_logits_soft_cap)
-        logits_BxKxGxLxS = jnp.where(mask_BxLxS[:, None, None], logits_BxKxGxLxS, NEG_INF)
-        probs = jax.nn.softmax(logits_BxKxGxLxS, axis=-1).astype(cfg.activation_dtype)
-        out_BxLxKxGxh = jnp.einsum("bkgls,bskh->blkgh", probs, v_BxSxKxh.astype(probs.dtype))
+        out_BxLxKxGxh = attend(q_BxLxHxh.reshape(B, L, K, H // K, h), k_BxSxKxh, v_BxSxKxh, mask_BxLxS,
+                               cfg.attn_logits_soft_cap, cfg.activation_dtype)
         out_BxLxD = _dense(x_BxLxD.shape[-1], cfg, "o_proj")(out_BxLxKxGxh.reshape(B, L, H * h))
         return out_BxLxD, cache
 

@@ -47,14 +47,18 @@ def _same_fn_for_same_args(factory: Callable[..., LossFn]) -> Callable[..., Loss
 
 def token_cross_entropy(logits_BxTxV: jnp.ndarray, targets_BxT: jnp.ndarray, weights_BxT: jnp.ndarray
                         ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
-    """Weighted mean next-token cross-entropy (fp32) and token accuracy."""
+    """Weighted mean next-token cross-entropy (fp32) and token accuracy.
+
+    A token counts as correct when its gold logit is the largest (ties with another id count as correct): read
+    from the max the log-sum-exp takes anyway, with no argmax over the vocabulary (37 ms of a 700 ms CPU step).
+    """
     logits = logits_BxTxV.astype(jnp.float32)
     logz = jax.nn.logsumexp(logits, axis=-1)
     gold = jnp.take_along_axis(logits, targets_BxT[..., None], axis=-1)[..., 0]
     w = weights_BxT.astype(jnp.float32)
     n = jnp.maximum(w.sum(), 1.0)
     loss = jnp.sum((logz - gold) * w) / n
-    acc = jnp.sum((jnp.argmax(logits, -1) == targets_BxT) * w) / n
+    acc = jnp.sum((gold >= jnp.max(logits, axis=-1)) * w) / n
     return loss, {"loss": loss, "accuracy": acc, "tokens": w.sum()}
 
 
@@ -87,7 +91,11 @@ def causal_lm_loss(config: GemmaConfig) -> LossFn:
         tokens = batch["tokens"]
         mask = tokens != PAD
         logits = decoder.forward(params, config, tokens, mask, deterministic=rng is None, rng=rng)
-        return token_cross_entropy(logits[:, :-1], tokens[:, 1:], mask[:, 1:])
+        # position i predicts token i + 1; the last position predicts nothing (weight 0). Shifting the targets,
+        # not slicing the [B, L, V] logits, spares a copy of the logits and its padded gradient.
+        targets = jnp.concatenate([tokens[:, 1:], jnp.full_like(tokens[:, :1], PAD)], axis=1)
+        weights = jnp.concatenate([mask[:, 1:], jnp.zeros_like(mask[:, :1])], axis=1)
+        return token_cross_entropy(logits, targets, weights)
 
     return loss_fn
 

@@ -112,3 +112,18 @@ def test_equal_factory_arguments_give_the_same_loss_function():
     assert objectives.decoder_seq2seq_loss(DEC) is not objectives.decoder_seq2seq_loss(DEC, attention="causal")
     with pytest.raises(ValueError, match="attention must be"):
         objectives.decoder_seq2seq_loss(DEC, attention="sideways")
+
+
+def test_token_accuracy_is_the_weighted_argmax_hit_rate_ties_counted_correct():
+    """The token accuracy reads 'gold logit is the largest' (no argmax): on untied logits it equals the weighted
+    argmax hit rate; a gold logit tied with another id's counts as correct, and zero-weight tokens never count."""
+    logits = jax.random.normal(jax.random.key(4), (3, 7, 11))
+    targets = jax.random.randint(jax.random.key(5), (3, 7), 0, 11)
+    targets = targets.at[0, :4].set(jnp.argmax(logits[0, :4], -1))  # some hits
+    weights = jnp.ones((3, 7)).at[2, 5:].set(0.0)
+    _, m = objectives.token_cross_entropy(logits, targets, weights)
+    hits = (jnp.argmax(logits, -1) == targets) * weights
+    assert float(m["accuracy"]) == pytest.approx(float(hits.sum() / weights.sum())) and float(hits.sum()) >= 4
+    tied = jnp.zeros((1, 2, 5)).at[0, 0, 3].set(1.0)  # row 0: gold 3 is the unique max; row 1: all equal
+    _, m = objectives.token_cross_entropy(tied, jnp.array([[3, 4]]), jnp.ones((1, 2)))
+    assert float(m["accuracy"]) == 1.0
