@@ -24,22 +24,30 @@ def _batch(setup: Setup, seed: int = 0):
 
 
 # --------------------------------------------------------------------------------------------- ours
-def trainer_config():
+def trainer_config(bf16: bool = False):
     """The trainer's settings for the comparison: AdamW as torch's (betas 0.9 / 0.999, eps 1e-8, weight decay
     0.01, embeddings decayed too), constant LR, no clipping; torch decays the norm scales as well (ours: matrices
-    only), a few elementwise ops of difference."""
+    only), a few elementwise ops of difference. `bf16`: the trainer's mixed precision (fp32 params and AdamW
+    state, cast to bf16 inside the loss)."""
     from workbench.train import TrainConfig
 
     return TrainConfig(learning_rate=LR, weight_decay=WD, b2=0.999, eps=1e-8, clip_norm=None, schedule="constant",
-                       warmup_steps=0, decay_embeddings=True)
+                       warmup_steps=0, decay_embeddings=True, compute_dtype="bfloat16" if bf16 else "float32")
 
 
-def trainer_step(loss_fn, params, batch: dict) -> Callable[[], None]:
+def bf16_config(cfg):
+    """The model config with bf16 activations (a decoder's `GemmaConfig` or an `EncDecConfig`), as `gpu_mfu`."""
+    if hasattr(cfg, "encoder"):
+        return cfg.replace(encoder=cfg.encoder.replace(dtype="bfloat16"), decoder=cfg.decoder.replace(dtype="bfloat16"))
+    return cfg.replace(dtype="bfloat16")
+
+
+def trainer_step(loss_fn, params, batch: dict, bf16: bool = False) -> Callable[[], None]:
     """One update of `workbench.train.Stepper`, the object `train` runs (same jit, shardings over all JAX
     devices, donation), with the metrics fetched to the host every step as `train` does."""
     from workbench.train import Stepper
 
-    stepper = Stepper(loss_fn, trainer_config(), params)
+    stepper = Stepper(loss_fn, trainer_config(bf16), params)
     state = [stepper.init(params)]
     placed = stepper.batch(batch)
 
@@ -52,9 +60,10 @@ def trainer_step(loss_fn, params, batch: dict) -> Callable[[], None]:
     return run
 
 
-def jax_train_step(setup: Setup, model: str) -> Callable[[], None]:
+def jax_train_step(setup: Setup, model: str, bf16: bool = False) -> Callable[[], None]:
     """Our training step on the benchmark batch, through the trainer (`trainer_step`) with the notebooks' losses
-    (`objectives.causal_lm_loss`, `objectives.encdec_seq2seq_loss`); `model` is 'decoder' or 'encdec'."""
+    (`objectives.causal_lm_loss`, `objectives.encdec_seq2seq_loss`); `model` is 'decoder' or 'encdec';
+    `bf16`: bf16 activations and the trainer's mixed precision (the same fp32 initial params)."""
     import jax
 
     from workbench import decoder, encdec, objectives
@@ -62,10 +71,11 @@ def jax_train_step(setup: Setup, model: str) -> Callable[[], None]:
     enc, tgt = _batch(setup)
     if model == "decoder":
         cfg = setup.gemma_config()
-        return trainer_step(objectives.causal_lm_loss(cfg), decoder.init(cfg, jax.random.key(0)), {"tokens": enc})
+        loss = objectives.causal_lm_loss(bf16_config(cfg) if bf16 else cfg)
+        return trainer_step(loss, decoder.init(cfg, jax.random.key(0)), {"tokens": enc}, bf16)
     cfg = setup.encdec_config()
-    return trainer_step(objectives.encdec_seq2seq_loss(cfg), encdec.init(cfg, jax.random.key(0)),
-                        {"inputs": enc, "targets": tgt})
+    loss = objectives.encdec_seq2seq_loss(bf16_config(cfg) if bf16 else cfg)
+    return trainer_step(loss, encdec.init(cfg, jax.random.key(0)), {"inputs": enc, "targets": tgt}, bf16)
 
 
 # ---------------------------------------------------------------------------------- the real Gemma 3 270M
@@ -98,14 +108,14 @@ def save_real_checkpoint(quick: bool, path: str):
     return config
 
 
-def jax_real_train_step(path: str, batch: int, seq: int) -> Callable[[], None]:
+def jax_real_train_step(path: str, batch: int, seq: int, bf16: bool = False) -> Callable[[], None]:
     """Our causal-LM training step of the pruned Gemma 3 checkpoint at `path` (loaded back with our reader)."""
     from workbench import objectives
     from workbench.interop import load_hf_gemma3
 
     config, params = load_hf_gemma3(path)
-    return trainer_step(objectives.causal_lm_loss(config), params,
-                        {"tokens": real_batch(config.vocab_size, batch, seq)})
+    return trainer_step(objectives.causal_lm_loss(bf16_config(config) if bf16 else config), params,
+                        {"tokens": real_batch(config.vocab_size, batch, seq)}, bf16)
 
 
 def place(params, *batch):
@@ -149,9 +159,12 @@ def torch_model(model: str, path: str, threads: int):
     return cls.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
 
 
-def torch_train_step(setup: Setup | tuple[int, int], model: str, path: str, threads: int, compile_: bool
-                     ) -> Callable[[], None]:
-    """transformers' training step (torch AdamW, fused); `model` 'real' takes `setup` = (batch, seq)."""
+def torch_train_step(setup: Setup | tuple[int, int], model: str, path: str, threads: int, compile_: bool,
+                     bf16: bool = False) -> Callable[[], None]:
+    """transformers' training step (torch AdamW, fused); `model` 'real' takes `setup` = (batch, seq); `bf16`:
+    forward and loss under `torch.autocast('cpu', torch.bfloat16)` (fp32 params and AdamW state)."""
+    import contextlib
+
     import torch
     net = torch_model(model, path, threads).train()
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WD, fused=True)
@@ -169,7 +182,8 @@ def torch_train_step(setup: Setup | tuple[int, int], model: str, path: str, thre
 
     def run() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = fwd(**kwargs).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = fwd(**kwargs).loss
         loss.backward()
         opt.step()
 

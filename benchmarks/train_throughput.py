@@ -1,7 +1,7 @@
 """Training throughput: our jitted JAX step vs transformers (eager and torch.compile), same weights and batch.
 
     .venv/bin/python benchmarks/train_throughput.py [--rounds 5] [--steps 2] [--threads 2] [--quick]
-        [--models decoder,encdec,real] [--real-batch 4x128]
+        [--models decoder,encdec,real] [--real-batch 4x128] [--bf16]
 
 Prints per system: compile/setup seconds, median wall seconds and CPU-seconds per step, tokens/s, matmul
 MFU against the measured JAX fp32 matmul peak; then the ratios. Ours is `workbench.train.Stepper`, the update
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
                          "N > 1: data parallel, one single-threaded device per core)")
     ap.add_argument("--models", default="decoder,encdec,real")
     ap.add_argument("--real-batch", default="4x128", help="batch x sequence length of the real Gemma 3 row")
+    ap.add_argument("--bf16", action="store_true",
+                    help="mixed precision on both sides: ours bf16 activations with the trainer's bf16 compute "
+                         "(fp32 params), torch under bf16 autocast; the ratio lines gain the suffix _bf16")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
                     help="gpu: only our step, bf16, MFU against the H100 bf16 peak (989 TFLOP/s); gpu_mfu.py "
                          "runs more cases")
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         gpu_mfu.main(["--quick"] if args.quick else ["--steps", str(max(steps * rounds, 5))])
         return
 
-    print(f"# train_throughput {datetime.datetime.now().isoformat(timespec='seconds')}  setup={setup}")
+    print(f"# train_throughput {datetime.datetime.now().isoformat(timespec='seconds')}  setup={setup}"
+          f"  precision={'bf16 mixed (both sides)' if args.bf16 else 'fp32'}")
     loaded = common.loaded_before()
     print(f"# before: {load_note()}" + ("  LOADED: load above the core count, figures not quiet" if loaded else ""))
     cache = common.tmpdir("inductor-")
@@ -83,15 +87,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n# real: {'tiny random Gemma 3 (quick)' if args.quick else 'Gemma 3 270M'}, vocabulary pruned "
                   f"to {config.vocab_size} ids ({systems.REAL_TASK} texts), {config.num_layers} layers, width "
                   f"{config.embed_dim}")
-            ours = Worker("ours", systems.jax_real_train_step, (ckpt, real_b, real_s), jenv)
+            ours = Worker("ours", systems.jax_real_train_step, (ckpt, real_b, real_s, args.bf16), jenv)
         else:
             systems.save_checkpoint(setup, model, ckpt)
-            ours = Worker("ours", systems.jax_train_step, (setup, model), jenv)
-        workers = [ours, Worker("torch-eager", systems.torch_train_step, (shape, model, ckpt, args.threads, False),
-                                tenv)]
+            ours = Worker("ours", systems.jax_train_step, (setup, model, args.bf16), jenv)
+        workers = [ours, Worker("torch-eager", systems.torch_train_step,
+                                (shape, model, ckpt, args.threads, False, args.bf16), tenv)]
         if use_compile:
             workers.append(Worker("torch-compile", systems.torch_train_step,
-                                  (shape, model, ckpt, args.threads, True), tenv))
+                                  (shape, model, ckpt, args.threads, True, args.bf16), tenv))
         try:
             interleave(workers, rounds, steps)
         finally:
@@ -114,9 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     print("MFU: matmul FLOPs (workbench.flops) per wall second over the wall peak; MFU_cpu: per CPU-second "
           "over the matmul's FLOP per CPU-second (load-robust; a 2-thread step can reach at most 100%)")
     print(f"\n# after: {load_note()}")
+    suffix = "_bf16" if args.bf16 else ""
     if "real" in ratios:
-        print(f"ratio_vs_torch_compile_real gemma3_270m={ratios.pop('real'):.2f}" + (" loaded" if loaded else ""))
-    print(common.ratio_line("ratio_vs_torch_compile", ratios, loaded))
+        print(f"ratio_vs_torch_compile_real{suffix} gemma3_270m={ratios.pop('real'):.2f}"
+              + (" loaded" if loaded else ""))
+    print(common.ratio_line(f"ratio_vs_torch_compile{suffix}", ratios, loaded))
 
 
 if __name__ == "__main__":
