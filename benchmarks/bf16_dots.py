@@ -72,12 +72,11 @@ def steps(model: str, setup: common.Setup) -> dict:
         try:
             if model == "decoder":
                 cfg = setup.gemma_config()
-                cfg = cfg.replace(dtype=dtype) if dtype else cfg
+                cfg = common.bf16_config(cfg, dtype) if dtype else cfg
                 return systems.trainer_step(objectives.causal_lm_loss(cfg),
                                             stored(decoder.init(cfg, jax.random.key(0))), {"tokens": enc})
             cfg = setup.encdec_config()
-            if dtype:
-                cfg = cfg.replace(encoder=cfg.encoder.replace(dtype=dtype), decoder=cfg.decoder.replace(dtype=dtype))
+            cfg = common.bf16_config(cfg, dtype) if dtype else cfg
             return systems.trainer_step(objectives.encdec_seq2seq_loss(cfg),
                                         stored(encdec.init(cfg, jax.random.key(0))), {"inputs": enc, "targets": tgt})
         finally:

@@ -49,6 +49,13 @@ class Setup:
         return EncDecConfig(encoder=self.gemma_config(), decoder=self.gemma_config())
 
 
+def bf16_config(cfg, dtype: str = "bfloat16"):
+    """A decoder's `GemmaConfig` or an `EncDecConfig` with `dtype` activations (both stacks)."""
+    if hasattr(cfg, "encoder"):
+        return cfg.replace(encoder=cfg.encoder.replace(dtype=dtype), decoder=cfg.decoder.replace(dtype=dtype))
+    return cfg.replace(dtype=dtype)
+
+
 FULL = Setup()
 QUICK = Setup(vocab=512, d=64, layers=2, ffn=128, heads=2, head_dim=32, kv_heads=1, window=16, batch=2, seq=32)
 

@@ -43,14 +43,13 @@ QUICK = Case("quick", "encdec", "tiny-tiny", 2, 32)
 
 
 def _config(case: Case):
+    import common
+
     from workbench.config import decoder_preset, encdec_preset
 
     over = {} if case.vocab is None else {"vocab_size": case.vocab}
-    if case.kind == "encdec":
-        cfg = encdec_preset(case.preset, **over)
-        return cfg.replace(encoder=cfg.encoder.replace(dtype="bfloat16"),
-                           decoder=cfg.decoder.replace(dtype="bfloat16"))
-    return decoder_preset(case.preset, **over).replace(dtype="bfloat16")
+    preset = encdec_preset if case.kind == "encdec" else decoder_preset
+    return common.bf16_config(preset(case.preset, **over))
 
 
 def step_flops(case: Case, cfg) -> tuple[float, int]:

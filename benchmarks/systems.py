@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import common
 from common import Setup
 
 LR, WD = 1e-4, 0.01
@@ -33,13 +34,6 @@ def trainer_config(bf16: bool = False):
 
     return TrainConfig(learning_rate=LR, weight_decay=WD, b2=0.999, eps=1e-8, clip_norm=None, schedule="constant",
                        warmup_steps=0, decay_embeddings=True, compute_dtype="bfloat16" if bf16 else "float32")
-
-
-def bf16_config(cfg):
-    """The model config with bf16 activations (a decoder's `GemmaConfig` or an `EncDecConfig`), as `gpu_mfu`."""
-    if hasattr(cfg, "encoder"):
-        return cfg.replace(encoder=cfg.encoder.replace(dtype="bfloat16"), decoder=cfg.decoder.replace(dtype="bfloat16"))
-    return cfg.replace(dtype="bfloat16")
 
 
 def trainer_step(loss_fn, params, batch: dict, bf16: bool = False) -> Callable[[], None]:
@@ -71,10 +65,10 @@ def jax_train_step(setup: Setup, model: str, bf16: bool = False) -> Callable[[],
     enc, tgt = _batch(setup)
     if model == "decoder":
         cfg = setup.gemma_config()
-        loss = objectives.causal_lm_loss(bf16_config(cfg) if bf16 else cfg)
+        loss = objectives.causal_lm_loss(common.bf16_config(cfg) if bf16 else cfg)
         return trainer_step(loss, decoder.init(cfg, jax.random.key(0)), {"tokens": enc}, bf16)
     cfg = setup.encdec_config()
-    loss = objectives.encdec_seq2seq_loss(bf16_config(cfg) if bf16 else cfg)
+    loss = objectives.encdec_seq2seq_loss(common.bf16_config(cfg) if bf16 else cfg)
     return trainer_step(loss, encdec.init(cfg, jax.random.key(0)), {"inputs": enc, "targets": tgt}, bf16)
 
 
@@ -114,7 +108,7 @@ def jax_real_train_step(path: str, batch: int, seq: int, bf16: bool = False) -> 
     from workbench.interop import load_hf_gemma3
 
     config, params = load_hf_gemma3(path)
-    return trainer_step(objectives.causal_lm_loss(bf16_config(config) if bf16 else config), params,
+    return trainer_step(objectives.causal_lm_loss(common.bf16_config(config) if bf16 else config), params,
                         {"tokens": real_batch(config.vocab_size, batch, seq)}, bf16)
 
 
