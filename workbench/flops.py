@@ -87,6 +87,16 @@ def train_flops_per_token(config: GemmaConfig, seq_len: int, kind: Kind = "causa
     return 3.0 * forward_flops_per_token(config, seq_len, kind, attention=attention)
 
 
+def decoder_seq2seq_flops_per_example(config: GemmaConfig, src_len: int, tgt_len: int, train: bool = False) -> float:
+    """Matmul FLOPs of one decoder-only (src_len, tgt_len) example: the stack over the concatenated
+    src_len + tgt_len tokens (causal), the LM head on the tgt_len positions that predict targets only (as
+    `objectives.decoder_seq2seq_loss` computes it); x3 with `train`."""
+    L = src_len + tgt_len
+    fwd = (L * forward_flops_per_token(config, L, "causal", lm_head=False)
+           + tgt_len * lm_head_flops_per_token(config))
+    return 3.0 * fwd if train else fwd
+
+
 def cross_attention_flops(config: EncDecConfig, enc_len: int, dec_len: int) -> float:
     """Forward FLOPs of all decoder cross-attention: q/o per decoder token, K/V once per encoder token.
 

@@ -91,8 +91,11 @@ class DecoderOnly(Model):
         return ARCHITECTURES[self.config.arch].hf_decoder
 
     def train_flops_per_example(self, seq_len: int, target_len: int | None = None) -> float:
-        """Causal-LM training FLOPs of one length-`seq_len` sequence."""
-        return seq_len * flops.train_flops_per_token(self.config, seq_len)
+        """Causal-LM training FLOPs of one length-`seq_len` sequence; with `target_len`, of one seq2seq example
+        (`seq_len` inputs then `target_len` targets, the LM head on the targets only)."""
+        if target_len is None:
+            return seq_len * flops.train_flops_per_token(self.config, seq_len)
+        return flops.decoder_seq2seq_flops_per_example(self.config, seq_len, target_len, train=True)
 
     def generation_flops(self, prompt_len: int, new_tokens: int) -> float:
         return flops.decoder_generation_flops(self.config, prompt_len, new_tokens)

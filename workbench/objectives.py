@@ -130,6 +130,13 @@ def concat_prefix(inputs_BxS: jnp.ndarray, targets_BxT: jnp.ndarray) -> tuple[jn
     return tokens, prefix
 
 
+def target_window(inputs_BxS: jnp.ndarray, targets_BxT: jnp.ndarray) -> tuple[int, int]:
+    """Positions of [inputs ; targets] whose logits predict the T targets: [S - 1, S - 1 + T). The LM head runs
+    there only (`decoder.forward(logits_window=...)`), not over the input part."""
+    S, T = inputs_BxS.shape[1], targets_BxT.shape[1]
+    return S - 1, S - 1 + T
+
+
 @_same_fn_for_same_args
 def decoder_seq2seq_loss(config: GemmaConfig, *, attention: str = "prefix", kd_weight: float = 0.0,
                          temperature: float = 1.0) -> LossFn:
@@ -141,11 +148,9 @@ def decoder_seq2seq_loss(config: GemmaConfig, *, attention: str = "prefix", kd_w
     def loss_fn(params: Params, batch: Batch, rng: jax.Array | None = None):
         inputs, targets = batch["inputs"], batch["targets"]
         tokens, prefix = concat_prefix(inputs, targets)
-        S = inputs.shape[1]
         logits = decoder.forward(params, config, tokens, tokens != PAD, attention=attention,
                                  prefix_BxL=prefix if attention == "prefix" else None,
-                                 deterministic=rng is None, rng=rng)
-        logits = logits[:, S - 1:-1]
+                                 deterministic=rng is None, rng=rng, logits_window=target_window(inputs, targets))
         weights = targets != PAD
         ce, metrics = token_cross_entropy(logits, targets, weights)
         return _with_kd(ce, metrics, logits, batch, weights, kd_weight, temperature)
@@ -159,7 +164,8 @@ def teacher_topk(teacher_params: Params, config: GemmaConfig, inputs_BxS: jnp.nd
     """Online teacher pass: the decoder-only LM reads [inputs ; targets] causally; returns its top-k
     (logits, ids) [B, T, k] at the positions that predict each target token."""
     tokens, _ = concat_prefix(inputs_BxS, targets_BxT)
-    logits = decoder.forward(teacher_params, config, tokens, tokens != PAD)[:, inputs_BxS.shape[1] - 1:-1]
+    logits = decoder.forward(teacher_params, config, tokens, tokens != PAD,
+                             logits_window=target_window(inputs_BxS, targets_BxT))
     return jax.lax.top_k(logits, k)
 
 

@@ -392,11 +392,8 @@ class SizesStudy:
 
     def train_flops(self, m: str, batch: int, src_len: int, tgt_len: int) -> float:
         """Matmul FLOPs of one training step of `m` on `batch` (source, target) pairs (decoder-only: the two
-        concatenated)."""
-        model = model_for(self.model_config(m))
-        per = (model.train_flops_per_example(src_len + tgt_len) if is_decoder(m)
-               else model.train_flops_per_example(src_len, tgt_len))
-        return batch * per
+        concatenated, the LM head on the targets)."""
+        return batch * model_for(self.model_config(m)).train_flops_per_example(src_len, tgt_len)
 
     def adapt(self, m: str, seed: int) -> TrainResult:
         """Adapt (or, decoder-only, continue) model `m` for pt.steps; L-S trains only its cross-attention for the

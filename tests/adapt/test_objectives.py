@@ -37,6 +37,41 @@ def test_causal_lm_loss_predicts_next_token():
     assert float(m["tokens"]) == 3
 
 
+def test_logits_window_equals_the_full_logits_sliced():
+    params = decoder.init(DEC, jax.random.key(0))
+    tokens = jnp.array([[0, 5, 6, 7, 8, 9, 10], [3, 4, 5, 6, 7, 8, 9]])
+    full = decoder.forward(params, DEC, tokens, tokens != 0)
+    part = decoder.forward(params, DEC, tokens, tokens != 0, logits_window=(2, 6))
+    assert part.shape == (2, 4, DEC.vocab_size)
+    np.testing.assert_allclose(part, full[:, 2:6], rtol=1e-6, atol=1e-6)
+    for bad in ((-1, 3), (3, 3), (2, 8)):
+        with pytest.raises(ValueError, match="logits_window"):
+            decoder.forward(params, DEC, tokens, logits_window=bad)
+
+
+@pytest.mark.parametrize("attention", ["prefix", "causal"])
+def test_decoder_seq2seq_loss_and_grads_equal_the_sliced_full_logits(attention):
+    """The head on the target positions only gives the loss and gradients of slicing the full logits."""
+    params = decoder.init(DEC, jax.random.key(0))
+    inputs = jnp.array([[0, 0, 5, 6, 7, 8], [3, 4, 5, 6, 7, 8]])
+    targets = jnp.array([[9, 10, 11, 1], [12, 13, 1, 0]])
+    batch = {"inputs": inputs, "targets": targets}
+
+    def sliced(p):
+        tokens, prefix = objectives.concat_prefix(inputs, targets)
+        logits = decoder.forward(p, DEC, tokens, tokens != 0, attention=attention,
+                                 prefix_BxL=prefix if attention == "prefix" else None)[:, inputs.shape[1] - 1:-1]
+        return objectives.token_cross_entropy(logits, targets, targets != 0)[0]
+
+    loss_fn = objectives.decoder_seq2seq_loss(DEC, attention=attention)
+    (loss, m), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+    ref, g_ref = jax.value_and_grad(sliced)(params)
+    assert float(m["tokens"]) == 7
+    assert abs(float(loss) - float(ref)) < 1e-6
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g, g_ref)
+    assert objectives.target_window(inputs, targets) == (5, 9)
+
+
 def test_no_target_token_visible_to_encoder_or_prefix():
     """Changing target j must not change any prediction of targets <= j (nor the encoder)."""
     params = decoder.init(DEC, jax.random.key(0))

@@ -73,6 +73,20 @@ def test_encdec_and_generation_tiny_by_hand():
     assert flops.generation_flops(TINY, P, N) == pytest.approx(body + N * 2 * 8 * 32)
 
 
+def test_decoder_seq2seq_flops_count_the_head_on_targets_only():
+    """Decoder-only seq2seq: the stack over S + T tokens, the LM head on the T positions predicting targets."""
+    from workbench.models import model_for
+
+    S, T = 5, 4
+    body = (S + T) * flops.forward_flops_per_token(TINY, S + T, lm_head=False)
+    head = T * 2 * 8 * 32
+    assert flops.decoder_seq2seq_flops_per_example(TINY, S, T) == pytest.approx(body + head)
+    assert model_for(TINY).train_flops_per_example(S, T) == pytest.approx(3 * (body + head))
+    # without a target length: causal LM over the whole sequence, the head on every position
+    assert model_for(TINY).train_flops_per_example(S + T) == pytest.approx(
+        3 * (body + (S + T) * 2 * 8 * 32))
+
+
 def test_six_n_params_without_attention():
     cfg = decoder_preset("L", vocab_size=32_000)
     n = decoder.param_count(cfg)
