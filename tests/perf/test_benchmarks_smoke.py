@@ -24,6 +24,7 @@ NUM = r"(?:\d+\.\d+|nan)"
     ("gpu_mfu.py", rf"mfu_bf16_vs_989TFLOPs quick={NUM}"),
     ("bf16_dots.py", r"# after: loadavg .*"),
     ("seq2seq_head.py", rf"speedup_head_on_targets mini={NUM}( loaded)?"),
+    ("generate_sharded.py", rf"generate_sharded_ms_per_token one={NUM} head={NUM} head\+mlp={NUM}( loaded)?"),
 ])
 def test_benchmark_quick_last_line(script, pattern):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
