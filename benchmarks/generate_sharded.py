@@ -3,7 +3,8 @@
 The generation profile (`benchmarks/README.md`) found batch-1 time in matrix-vector products that XLA's CPU runs on
 one thread, and named one untried lever: split them over both cores with two host devices
 (`--xla_force_host_platform_device_count=2`). This script places the benchmark decoder's parameters on a 2-device
-mesh and calls `workbench.generate.generate_decoder` unchanged (jit partitions it from the input shardings):
+mesh (`workbench.train.sharding`: a 'tensor' mesh axis and logical-axis rules, as the trainer shards) and calls
+`workbench.generate.generate_decoder` unchanged (jit partitions it from the input shardings):
 
 - `one`: one device (the notebooks' setting);
 - `head`: two devices, the tied embedding / LM head sharded over the vocabulary;
@@ -26,37 +27,22 @@ import os
 import common
 from common import Worker, interleave
 
-VARIANTS = {"one": 1, "head": 2, "head+mlp": 2}
-
-
-def _sharding(mesh, variant: str, path: str, ndim: int):
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    if variant != "one" and path.startswith("embedder/embedding"):
-        return NamedSharding(mesh, P("x", None))
-    if variant == "head+mlp" and ("gate_proj" in path or "up_proj" in path):
-        return NamedSharding(mesh, P(*[None] * (ndim - 1), "x"))
-    if variant == "head+mlp" and "down_proj" in path:
-        return NamedSharding(mesh, P("x", *[None] * (ndim - 1)))
-    return NamedSharding(mesh, P())
+# variant -> (host devices, logical-axis rules of `workbench.train.sharding` on a 'tensor' mesh axis)
+VARIANTS = {"one": (1, {}), "head": (2, {"vocab": "tensor"}), "head+mlp": (2, {"vocab": "tensor", "mlp": "tensor"})}
 
 
 def step(variant: str, setup: common.Setup, prompt_len: int, new_tokens: int):
-    """Factory (worker process): one greedy generation per call; returns (step, first tokens)."""
+    """Factory (worker process): one greedy generation per call; returns (step, (tokens, sharded matrices))."""
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from jax.sharding import Mesh
 
     from workbench import decoder, generate
+    from workbench.train import sharding as shd
 
     cfg = setup.gemma_config()
-    mesh = Mesh(np.array(jax.devices()), ("x",))
-    params = decoder.init(cfg, jax.random.key(0))
-    params = jax.tree_util.tree_map_with_path(
-        lambda p, x: jax.device_put(x, _sharding(mesh, variant, jax.tree_util.keystr(p, simple=True, separator="/"),
-                                                 x.ndim)), params)
+    devices, rules = VARIANTS[variant]
+    params = shd.shard_params(decoder.init(cfg, jax.random.key(0)), shd.make_mesh(tensor=devices), rules)
     prompt = jnp.asarray(np.random.RandomState(0).randint(3, cfg.vocab_size, size=(1, prompt_len)), jnp.int32)
     out = [None]
 
@@ -83,7 +69,7 @@ def main() -> None:
     loaded = common.loaded_before()
     print(f"# before: {common.load_note()}")
     workers = [Worker(v, step, (v, setup, args.prompt, args.new), common.jax_env(devices=n))
-               for v, n in VARIANTS.items()]
+               for v, (n, _) in VARIANTS.items()]
     try:
         interleave(workers, args.rounds, args.steps)
     finally:

@@ -52,9 +52,9 @@ def _full_head_loss(config):
     def loss_fn(params, batch, rng=None):
         inputs, targets = batch["inputs"], batch["targets"]
         tokens, _ = objectives.concat_prefix(inputs, targets)
-        logits = decoder.forward(params, config, tokens, tokens != 0, attention="causal")
+        logits = decoder.forward(params, config, tokens, tokens != objectives.PAD, attention="causal")
         logits = logits[:, inputs.shape[1] - 1:-1]
-        return objectives.token_cross_entropy(logits, targets, targets != 0)
+        return objectives.token_cross_entropy(logits, targets, targets != objectives.PAD)
 
     return loss_fn
 
